@@ -1,0 +1,3 @@
+from cryoposes.cli import main
+
+raise SystemExit(main())

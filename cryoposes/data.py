@@ -1,0 +1,137 @@
+"""Named proteins and where their files come from.
+
+``protein_path(name)`` looks, in order, at:
+
+1. an explicit ``path`` argument;
+2. the folder named by the environment variable ``CRYOPOSES_DATA`` (tests and CI set it to the
+   shared test-data folder);
+3. the user cache (``pooch.os_cache("cryoposes")``, or ``CRYOPOSES_CACHE`` if set);
+4. a download into that cache from the public archive, checked against a fixed SHA-256.
+
+The repository never contains these files.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pooch
+
+__all__ = ["Protein", "PROTEINS", "DATA_ENV", "CACHE_ENV", "protein_path", "get_protein", "cache_dir"]
+
+#: Environment variable naming a folder that holds the protein files (checked before the cache).
+DATA_ENV = "CRYOPOSES_DATA"
+#: Environment variable overriding the download cache folder.
+CACHE_ENV = "CRYOPOSES_CACHE"
+
+
+@dataclass(frozen=True)
+class Protein:
+    """A molecule the package knows by name."""
+
+    name: str
+    filename: str
+    url: str
+    sha256: str
+    kind: str  # "map" (a density map) or "model" (an atomic model turned into a map with gemmi)
+    symmetry: str
+    description: str
+
+
+_RCSB = "https://files.rcsb.org/download/"
+
+PROTEINS: dict[str, Protein] = {
+    protein.name: protein
+    for protein in [
+        Protein(
+            "5j0n", "5j0n.mrc",
+            # The map of the 2021 paper's code (Chimera molmap of PDB 5j0n, MIT licence).
+            "https://raw.githubusercontent.com/JelenaBanjac/protein-reconstruction/master/data/5j0n.mrc",
+            "48d3147ccc6d17c11e57651b43e65494e2cef2e3bb92de4938c29a5189d837ee",
+            "map", "C1",
+            "lambda excision Holliday-junction intermediate, 75×57×69 voxels at 3.667 Å (asymmetric)",
+        ),
+        Protein(
+            "5a1a", "5a1a.cif", _RCSB + "5A1A.cif",
+            "56ec5094028064ed84b4547f26764a68325ca7b3690e062c14d0cbe949bc3c69",
+            "model", "D2", "E. coli β-galactosidase at 2.2 Å (D2 symmetry)",
+        ),
+        Protein(
+            "7bv2", "7bv2.pdb", _RCSB + "7BV2.pdb",
+            "02a2e7015a589c33e029e3eb4857b50bae366ba6a417d4125256ffe8d9edaaa9",
+            "model", "C1", "SARS-CoV-2 nsp12–nsp7–nsp8 polymerase with RNA and remdesivir",
+        ),
+        Protein(
+            "7q5b", "7q5b.pdb", _RCSB + "7Q5B.pdb",
+            "3f453e88d1082838e89ea0feec5167a0ce4d0d20a2bc6c6db6e3e9bcb07425ba",
+            "model", "C1", "Ty3 retrotransposon targeting a TFIIIB-bound tRNA gene",
+        ),
+        Protein(
+            "6x18", "6x18.pdb", _RCSB + "6X18.pdb",
+            "d8031695b9ac6b59888d8686231b0e36e0ddbaa80d8c133332f3980b934c7fc2",
+            "model", "C1", "GLP-1 bound to the GLP-1 receptor with Gs heterotrimer and Nb35",
+        ),
+        Protein(
+            "5uak", "5uak.pdb", _RCSB + "5UAK.pdb",
+            "6694f3231108002c89e97e735f1ca5d4f85eb2709b1abedc65aa7f10a00f7c89",
+            "model", "C1", "human CFTR, dephosphorylated, ATP-free",
+        ),
+        Protein(
+            "8qjx", "8qjx.pdb", _RCSB + "8QJX.pdb",
+            "9d675e1a4a09c74c920f11ccf4e62e487fa09605ed3c466b90ee9e6d748fffed",
+            "model", "C1", "adenovirus 11 fiber knob with two copies of desmoglein-2",
+        ),
+    ]
+}
+
+
+def get_protein(name: str) -> Protein:
+    """The registry entry of ``name`` (case-insensitive), or a ValueError listing the known ones."""
+    key = str(name).strip().lower()
+    if key not in PROTEINS:
+        raise ValueError(f"unknown protein {name!r}; known proteins: {', '.join(sorted(PROTEINS))}")
+    return PROTEINS[key]
+
+
+def cache_dir() -> Path:
+    """The download cache folder."""
+    return Path(os.environ.get(CACHE_ENV) or pooch.os_cache("cryoposes"))
+
+
+def protein_path(name: str, path: str | os.PathLike | None = None, download: bool = True) -> Path:
+    """Local path of the file of protein ``name``, downloading it if needed (see module doc)."""
+    protein = get_protein(name)
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no file at {path} (given as the file of protein {protein.name})")
+        return path
+    data_folder = os.environ.get(DATA_ENV)
+    if data_folder:
+        candidate = Path(data_folder) / protein.filename
+        if candidate.is_file():
+            return candidate
+    cached = cache_dir() / protein.filename
+    if cached.is_file() and pooch.file_hash(str(cached)) == protein.sha256:
+        return cached
+    if not download:
+        raise FileNotFoundError(_missing_message(protein, data_folder))
+    try:
+        fetched = pooch.retrieve(
+            protein.url, known_hash=f"sha256:{protein.sha256}", fname=protein.filename,
+            path=cache_dir(), progressbar=False,
+        )
+    except Exception as error:  # network failures come as many exception types
+        raise FileNotFoundError(f"{_missing_message(protein, data_folder)} Download failed: {error}") from error
+    return Path(fetched)
+
+
+def _missing_message(protein: Protein, data_folder: str | None) -> str:
+    where = f"{DATA_ENV}={data_folder!r} has no {protein.filename}" if data_folder else f"{DATA_ENV} is not set"
+    return (
+        f"protein {protein.name}: no local copy ({where}; cache {cache_dir()}) and it could not be "
+        f"downloaded from {protein.url}. Put {protein.filename} in the folder named by {DATA_ENV}, "
+        "or connect to the internet."
+    )

@@ -1,0 +1,249 @@
+"""Density maps: loading, validation, boxing, resampling and maps from atomic models.
+
+A :class:`Volume` holds a float32 array indexed ``[z, y, x]`` and its voxel size in Å. The
+projector rotates about the voxel ``L // 2`` of a cubic box of side ``L``; :func:`load_protein`
+returns such a box, large enough that no density leaves it under any rotation.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.fft
+import scipy.ndimage
+
+from cryoposes import data
+
+__all__ = [
+    "Volume",
+    "load_map",
+    "save_map",
+    "validate",
+    "pad_to_cube",
+    "resample",
+    "normalize",
+    "rotation_safe_size",
+    "map_from_model",
+    "load_protein",
+]
+
+#: Gaussian width per unit of resolution used to blur models, as UCSF Chimera's ``molmap``
+#: (sigma = resolution / (π·√2)); the 5j0n map and the 2021 paper's maps were made with it.
+MOLMAP_SIGMA_FACTOR = 1.0 / (np.pi * np.sqrt(2.0))
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A 3-D density, ``data[z, y, x]`` (float32), sampled every ``voxel_size`` Å."""
+
+    data: np.ndarray
+    voxel_size: float
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def box(self) -> int:
+        """Side of the cubic box (ValueError if the volume is not cubic)."""
+        if len(set(self.data.shape)) != 1:
+            raise ValueError(f"volume is not cubic: shape {self.data.shape}; use pad_to_cube first")
+        return self.data.shape[0]
+
+
+def validate(array, name: str = "volume") -> np.ndarray:
+    """Return ``array`` as float32 after checking it is a finite, non-constant 3-D array."""
+    array = np.asarray(array)
+    if array.ndim != 3:
+        raise ValueError(f"{name} must be 3-D, got {array.ndim} dimension(s) with shape {array.shape}")
+    if min(array.shape) < 2:
+        raise ValueError(f"{name} has a degenerate shape {array.shape}")
+    if not np.issubdtype(array.dtype, np.number):
+        raise ValueError(f"{name} has non-numeric type {array.dtype}")
+    array = array.astype(np.float32)
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains {np.count_nonzero(~np.isfinite(array))} NaN or infinite voxels")
+    if np.ptp(array) == 0:
+        raise ValueError(f"{name} is constant (every voxel is {array.flat[0]}): there is nothing to project")
+    return array
+
+
+def _check_voxel_size(voxel_size, name):
+    if not np.isfinite(voxel_size) or voxel_size <= 0:
+        raise ValueError(f"{name}: voxel size must be a positive number of Å, got {voxel_size}")
+    return float(voxel_size)
+
+
+def load_map(path) -> Volume:
+    """Read an MRC/CCP4 map (``.mrc``, ``.map``) with mrcfile, axes put in ``[z, y, x]`` order."""
+    import mrcfile
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no map file at {path}")
+    try:
+        with mrcfile.open(path, mode="r", permissive=False) as mrc:
+            array = np.array(mrc.data)
+            header = mrc.header
+            voxel = float(mrc.voxel_size.x)
+            axes = (int(header.maps), int(header.mapr), int(header.mapc))
+    except Exception as error:  # mrcfile raises ValueError, OSError, struct errors...
+        raise ValueError(f"cannot read {path} as an MRC map: {error}") from error
+    if array is None:
+        raise ValueError(f"{path} holds no data")
+    array = validate(array, name=path)
+    if sorted(axes) == [1, 2, 3]:
+        # Array axes follow (sections, rows, columns) = (maps, mapr, mapc); 1 = x, 2 = y, 3 = z.
+        array = np.transpose(array, [axes.index(axis) for axis in (3, 2, 1)])
+    return Volume(np.ascontiguousarray(array), _check_voxel_size(voxel, path))
+
+
+def save_map(volume: Volume, path) -> None:
+    """Write ``volume`` to an MRC file with its voxel size."""
+    import mrcfile
+
+    with mrcfile.new(os.fspath(path), overwrite=True) as mrc:
+        mrc.set_data(np.ascontiguousarray(volume.data, dtype=np.float32))
+        mrc.voxel_size = volume.voxel_size
+
+
+def rotation_safe_size(volume: Volume) -> int:
+    """Side of the cube that keeps the whole array inside under any rotation about its centre:
+    the array's diagonal (the 2021 paper's detector size, 116–117 px for 5j0n)."""
+    return int(np.ceil(np.sqrt(np.sum(np.square(volume.shape)))))
+
+
+def pad_to_cube(volume: Volume, size: int | None = None) -> Volume:
+    """Pad ``volume`` with zeros, centred, to a cube of side ``size`` (default: its largest side)."""
+    shape = np.array(volume.shape)
+    size = int(shape.max() if size is None else size)
+    if size < shape.max():
+        raise ValueError(f"cannot pad a volume of shape {tuple(shape)} to a smaller cube of side {size}")
+    before = (size - shape) // 2
+    after = size - shape - before
+    padded = np.pad(volume.data, list(zip(before, after)), mode="constant")
+    return Volume(padded, volume.voxel_size)
+
+
+def resample(volume: Volume, box: int) -> Volume:
+    """Resample a cubic volume to ``box``³ voxels over the same field of view, by cropping or
+    zero-padding its Fourier transform (band-limited, no aliasing); the voxel size scales by
+    ``L / box``."""
+    box = int(box)
+    if box < 2:
+        raise ValueError(f"box must be at least 2 voxels, got {box}")
+    size = volume.box
+    if box == size:
+        return volume
+    spectrum = scipy.fft.fftshift(scipy.fft.fftn(volume.data.astype(np.float64)))
+    centre_old, centre_new = size // 2, box // 2
+    keep = min(size, box)
+    old = slice(centre_old - keep // 2, centre_old - keep // 2 + keep)
+    new = slice(centre_new - keep // 2, centre_new - keep // 2 + keep)
+    resized = np.zeros((box, box, box), dtype=complex)
+    resized[new, new, new] = spectrum[old, old, old]
+    # The inverse FFT divides by box³ instead of size³; rescale so voxel values keep their mean.
+    data_out = scipy.fft.ifftn(scipy.fft.ifftshift(resized)).real * (box / size) ** 3
+    return Volume(data_out.astype(np.float32), volume.voxel_size * size / box)
+
+
+def normalize(volume: Volume) -> Volume:
+    """Scale the density so that its maximum is 1 (projections are rescaled later anyway; this
+    keeps numbers comparable between proteins)."""
+    peak = float(np.max(np.abs(volume.data)))
+    if peak == 0:
+        raise ValueError("volume is empty (all zeros)")
+    return Volume((volume.data / peak).astype(np.float32), volume.voxel_size)
+
+
+def map_from_model(path, box: int, resolution: float | None = None,
+                   voxel_size: float | None = None) -> Volume:
+    """Density map of an atomic model (mmCIF or PDB) in a cubic box of ``box``³ voxels.
+
+    The model (waters and hydrogens removed) is centred on its bounding sphere. Without
+    ``voxel_size``, the voxel size is chosen so that the sphere plus a margin of three blur widths fits the box,
+    so no density leaves the box under rotation and nothing wraps round the periodic grid.
+    Electron scattering factors (gemmi's ``DensityCalculatorE``) are summed on the grid, then
+    blurred to ``resolution`` Å (default: twice the voxel size) with a Gaussian as Chimera's
+    ``molmap``.
+    """
+    import gemmi
+
+    box = int(box)
+    if box < 8:
+        raise ValueError(f"box must be at least 8 voxels, got {box}")
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no atomic model file at {path}")
+    try:
+        structure = gemmi.read_structure(path)
+    except Exception as error:
+        raise ValueError(f"cannot read {path} as an atomic model (mmCIF/PDB): {error}") from error
+    structure.setup_entities()
+    structure.remove_waters()
+    structure.remove_hydrogens()
+    if len(structure) == 0:
+        raise ValueError(f"{path} contains no model")
+    model = structure[0]
+    positions = np.array([atom.pos.tolist() for chain in model for residue in chain for atom in residue])
+    if len(positions) == 0:
+        raise ValueError(f"{path} contains no atoms")
+    centre = (positions.max(axis=0) + positions.min(axis=0)) / 2
+    radius = float(np.max(np.linalg.norm(positions - centre, axis=1)))
+    if voxel_size is None:
+        # Margin on each side: three blur widths (the Gaussian's reach) plus two voxels.
+        if resolution is None:  # blur of 2 voxels
+            voxel_size = 2 * radius / (box - 2 * (3 * 2 * MOLMAP_SIGMA_FACTOR + 2))
+        else:
+            voxel_size = (2 * radius + 6 * MOLMAP_SIGMA_FACTOR * resolution) / (box - 4)
+    voxel_size = _check_voxel_size(voxel_size, "map_from_model")
+    resolution = 2.0 * voxel_size if resolution is None else float(resolution)
+    if resolution <= 0:
+        raise ValueError(f"resolution must be positive, got {resolution}")
+    side = box * voxel_size
+    if 2 * radius > side:
+        raise ValueError(
+            f"the model (diameter {2 * radius:.1f} Å) does not fit a box of {box} voxels of {voxel_size:.3f} Å"
+        )
+
+    # Move the model so its centre lands on voxel box // 2 of a periodic cubic cell.
+    shift = gemmi.Position(*(box // 2 * voxel_size - centre))
+    for chain in model:
+        for residue in chain:
+            for atom in residue:
+                atom.pos = atom.pos + shift
+    structure.cell = gemmi.UnitCell(side, side, side, 90, 90, 90)
+    structure.spacegroup_hm = "P 1"
+    calculator = gemmi.DensityCalculatorE()
+    calculator.d_min = 2.0 * voxel_size
+    calculator.set_grid_cell_and_spacegroup(structure)
+    calculator.grid.set_size(box, box, box)  # put_model_density_on_grid would pick its own size
+    calculator.grid.fill(0.0)
+    calculator.add_model_density_to_grid(structure[0])
+    density = np.array(calculator.grid, copy=True)  # gemmi indexes [x, y, z]
+    density = np.transpose(density, (2, 1, 0)).astype(np.float64)
+    sigma = MOLMAP_SIGMA_FACTOR * resolution / voxel_size
+    density = scipy.ndimage.gaussian_filter(density, sigma, mode="wrap")
+    return Volume(validate(density, name=path), voxel_size)
+
+
+def load_protein(name: str, box: int = 64, path=None, resolution: float | None = None) -> Volume:
+    """A named protein (see :mod:`cryoposes.data`) as a normalised cubic ``box``³ volume whose
+    content stays inside the box under any rotation, ready to project."""
+    box = int(box)
+    if box < 8:
+        raise ValueError(f"box must be at least 8 voxels, got {box}")
+    protein = data.get_protein(name)
+    file = data.protein_path(protein.name, path)
+    if protein.kind == "map":
+        volume = load_map(file)
+        volume = pad_to_cube(volume, rotation_safe_size(volume))
+        if resolution is not None:
+            sigma = MOLMAP_SIGMA_FACTOR * resolution / volume.voxel_size
+            volume = Volume(scipy.ndimage.gaussian_filter(volume.data, sigma).astype(np.float32), volume.voxel_size)
+        volume = resample(volume, box)
+    else:
+        volume = map_from_model(file, box, resolution=resolution)
+    return normalize(volume)
