@@ -1,0 +1,534 @@
+"""The learned distance d_p: a Siamese network trained so that d_p(p_i, p_j) ≈ d_q(q_i, q_j).
+
+The network
+-----------
+A shared CNN encoder ``G_w`` (per-image standardisation, convolution blocks with GroupNorm and
+ReLU, max pooling, global average pooling, a dense layer) maps each image to an embedding of
+size ``K``; a parameter-free *head* turns two embeddings into a distance. Three heads:
+
+``rotation`` (default)
+    ``d = acos((3c − 1) / 2)`` with ``c`` the cosine similarity of the two embeddings. If the
+    embedding is ``vec(R)/√3`` (a unit vector for a rotation matrix ``R``), then
+    ``c = tr(RᵢᵀRⱼ)/3 = (1 + 2 cos d_q)/3``, so this head is *exactly* the geodesic distance:
+    it can represent every configuration of targets, including the mean pairwise distance of
+    uniform rotations (126.5°). It is the default for that reason (see the findings: the
+    paper's head below cannot reach that mean and never beat a constant prediction here).
+``cosine`` (the 2021 paper)
+    ``d = 2·acos(clip(c, 0, 1))``, in [0, π]. For B unit vectors the mean pairwise cosine is
+    ≥ −1/(B − 1), so the mean predicted distance cannot exceed about π (fine), but every pair
+    with ``c ≤ 0`` is pinned at π and its gradient is zero.
+``euclidean`` (the seed report)
+    ``d = ‖e_i − e_j‖``, unbounded.
+
+Training on all pairs of a batch
+--------------------------------
+:meth:`SiameseDistance.call` embeds a batch of B images once and returns the B×B matrix of head
+outputs, so one step trains on B(B−1)/2 pairs for B encoder passes. Targets are packed as
+``y = [q | W]`` (quaternions (B, 4) and a pair-weight matrix (B, B)); :class:`PairDistanceLoss`
+computes ``Σ W·err / Σ W`` with ``err = |d_p − d_q|`` (MAE, the paper's code) or ``(d_p − d_q)²``
+(MSE, the seed). The weights implement the samplings of :data:`SAMPLINGS`: ``all`` pairs,
+``fraction`` (the paper's fixed random 1% of pairs) and ``flat`` (weights flattening the
+histogram of d_q over the training pairs).
+
+Augmentation
+------------
+:class:`PairBatches` draws each batch on the fly (seeded by seed, epoch and batch): in-plane
+rotation by a uniform angle α with the pose updated to ``q ⊗ q_z(α)`` (exact: see
+:func:`rotate_in_plane`), CTF, shifts and noise at a chosen SNR, all from
+:mod:`cryoposes.imaging`.
+
+Using the model
+---------------
+:func:`distance_matrix` embeds each image once and evaluates the head on all pairs of
+embeddings (N×N, float64). The image split (train / validation / test indices into the
+dataset trained on) is stored in the saved model (``model.metadata["split"]``; read it with
+:func:`load_split`) so that recovery runs on the test images.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+import cryoposes  # noqa: F401  (sets the TensorFlow logging variables before keras is imported)
+import keras
+from keras import ops
+from scipy import ndimage
+
+from cryoposes import rotations
+
+__all__ = [
+    "HEADS",
+    "LOSSES",
+    "SAMPLINGS",
+    "PAPER_SPLIT",
+    "pairwise_head",
+    "SiameseDistance",
+    "PairDistanceLoss",
+    "Augmentation",
+    "PairBatches",
+    "rotate_in_plane",
+    "split_indices",
+    "flat_histogram_weights",
+    "TrainingConfig",
+    "train",
+    "set_seed",
+    "load",
+    "load_split",
+    "embed",
+    "distance_matrix",
+]
+
+#: Distance heads, the default first.
+HEADS = ("rotation", "cosine", "euclidean")
+#: Pair losses: mean absolute error (the paper's code) or mean squared error (the seed).
+LOSSES = ("mae", "mse")
+#: Pair samplings: all pairs of each batch, a fixed random fraction of pairs, a flat d_q histogram.
+SAMPLINGS = ("all", "fraction", "flat")
+#: The paper's split of 5,000 images.
+PAPER_SPLIT = (2512, 838, 1650)
+
+_COSINE_EPSILON = 1e-6
+
+
+def pairwise_head(first, second, head: str = "rotation", xp=np):
+    """Head distances between every row of ``first`` (M, K) and every row of ``second`` (N, K).
+
+    Runs on NumPy arrays (``xp=numpy``) or tensors (``xp=keras.ops``) from the same formula,
+    so training and :func:`distance_matrix` agree. Returns an (M, N) matrix in radians
+    (``rotation``, ``cosine``) or embedding units (``euclidean``).
+    """
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; choose one of {HEADS}")
+    if head == "euclidean":
+        squared = (
+            xp.sum(first * first, axis=-1)[:, None]
+            + xp.sum(second * second, axis=-1)[None, :]
+            - 2.0 * xp.matmul(first, xp.transpose(second))
+        )
+        # The small floor keeps the gradient finite at zero distance (the diagonal).
+        return xp.sqrt(xp.maximum(squared, 0.0) + 1e-12)
+    unit_first = first / xp.sqrt(xp.maximum(xp.sum(first * first, axis=-1, keepdims=True), 1e-12))
+    unit_second = second / xp.sqrt(xp.maximum(xp.sum(second * second, axis=-1, keepdims=True), 1e-12))
+    cosine = xp.matmul(unit_first, xp.transpose(unit_second))
+    if head == "cosine":
+        return 2.0 * xp.arccos(xp.clip(cosine, 0.0, 1.0 - _COSINE_EPSILON))
+    return xp.arccos(xp.clip((3.0 * cosine - 1.0) / 2.0, -1.0 + _COSINE_EPSILON, 1.0 - _COSINE_EPSILON))
+
+
+@keras.saving.register_keras_serializable(package="cryoposes")
+class SiameseDistance(keras.Model):
+    """Shared encoder + distance head; ``model(images)`` is the (B, B) matrix of pair distances.
+
+    Parameters
+    ----------
+    image_size : side L of the square input images.
+    embedding : size K of the embedding.
+    head : one of :data:`HEADS`.
+    filters : channels of the convolution blocks; each block is two 3×3 convolutions with
+        GroupNorm and ReLU, then 2×2 max pooling.
+    metadata : JSON-serialisable dict saved with the model (split, training settings, history).
+    """
+
+    def __init__(self, image_size: int, embedding: int = 64, head: str = "rotation",
+                 filters=(16, 32, 64, 128), metadata=None, **kwargs):
+        super().__init__(**kwargs)
+        if head not in HEADS:
+            raise ValueError(f"unknown head {head!r}; choose one of {HEADS}")
+        if int(embedding) < 1:
+            raise ValueError(f"embedding size must be positive, got {embedding}")
+        if int(image_size) < 2 ** len(filters):
+            raise ValueError(f"images of {image_size} px are too small for {len(filters)} pooling blocks")
+        self.image_size = int(image_size)
+        self.embedding = int(embedding)
+        self.head = head
+        self.filters = tuple(int(f) for f in filters)
+        self.metadata = dict(metadata or {})
+        self.encoder = self._build_encoder()
+
+    def _build_encoder(self):
+        images = keras.Input((self.image_size, self.image_size, 1), name="image")
+        # Per-image standardisation: the distance must not depend on the image scale or
+        # offset, and noise augmentation changes both.
+        mean = ops.mean(images, axis=(1, 2, 3), keepdims=True)
+        std = ops.std(images, axis=(1, 2, 3), keepdims=True)
+        x = (images - mean) / (std + 1e-6)
+        for index, channels in enumerate(self.filters):
+            for repeat in range(2):
+                x = keras.layers.Conv2D(channels, 3, padding="same", use_bias=False,
+                                        name=f"block{index}_conv{repeat}")(x)
+                # GroupNorm, not BatchNorm: BatchNorm's evaluation-mode statistics made all
+                # embeddings collapse (findings); GroupNorm has no train/eval difference.
+                x = keras.layers.GroupNormalization(groups=min(8, channels),
+                                                    name=f"block{index}_norm{repeat}")(x)
+                x = keras.layers.Activation("relu")(x)
+            x = keras.layers.MaxPooling2D(2, name=f"block{index}_pool")(x)
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+        x = keras.layers.Dense(2 * self.filters[-1], activation="relu", name="dense")(x)
+        output = keras.layers.Dense(self.embedding, name="embedding")(x)
+        return keras.Model(images, output, name="encoder")
+
+    def embed(self, images, training=False):
+        """Embeddings (B, K) of images (B, L, L) or (B, L, L, 1)."""
+        if len(images.shape) == 3:
+            images = ops.expand_dims(images, -1)
+        return self.encoder(images, training=training)
+
+    def call(self, images, training=False):
+        embeddings = self.embed(images, training=training)
+        return pairwise_head(embeddings, embeddings, self.head, xp=ops)
+
+    def get_config(self):
+        return {
+            "image_size": self.image_size,
+            "embedding": self.embedding,
+            "head": self.head,
+            "filters": list(self.filters),
+            "metadata": self.metadata,
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="cryoposes")
+class PairDistanceLoss(keras.losses.Loss):
+    """Weighted pair loss on a batch's (B, B) distance matrix.
+
+    ``y_true`` packs the quaternions and the pair weights: ``[q (B, 4) | W (B, B)]``; the value
+    is ``Σ_ij W_ij·err(d_p_ij, d_q_ij) / Σ_ij W_ij``. Each row returns its share so that Keras'
+    mean over the batch is that ratio.
+    """
+
+    def __init__(self, kind: str = "mae", name: str = "pair_distance_loss", **kwargs):
+        if kind not in LOSSES:
+            raise ValueError(f"unknown loss {kind!r}; choose one of {LOSSES}")
+        super().__init__(name=name, **kwargs)
+        self.kind = kind
+
+    def call(self, y_true, y_pred):
+        quaternions = y_true[:, :4]
+        weights = y_true[:, 4:]
+        target = rotations.pairwise_geodesic_distances(quaternions, xp=ops)
+        difference = y_pred - target
+        error = ops.abs(difference) if self.kind == "mae" else difference * difference
+        batch = ops.cast(ops.shape(weights)[0], weights.dtype)
+        return ops.sum(weights * error, axis=1) * batch / ops.maximum(ops.sum(weights), 1e-12)
+
+    def get_config(self):
+        return {"kind": self.kind, "name": self.name}
+
+
+def rotate_in_plane(images, quaternions, angles):
+    """Rotate images in their plane by ``angles`` (radians) and return the matching poses.
+
+    The projection at pose ``R·Rz(α)`` is ``Σ_z V(R·Rz(α)·(x, y, z))``, i.e. the old image read
+    at ``Rz(α)·(x, y)``: so the rotated image is ``image'(x, y) = image(Rz(α)·(x, y))`` about the
+    centre pixel L//2 (cubic spline, zeros outside) and the new pose is ``q ⊗ q_z(α)``.
+    Returns ``(rotated images (N, L, L) float32, quaternions (N, 4))``.
+    """
+    images = np.asarray(images, dtype=np.float32)
+    angles = np.asarray(angles, dtype=float)
+    size = images.shape[-1]
+    centre = np.array([size // 2, size // 2], dtype=float)
+    rotated = np.empty_like(images)
+    for index, (image, angle) in enumerate(zip(images, angles)):
+        c, s = math.cos(angle), math.sin(angle)
+        # Arrays are indexed [y, x]: (x, y) ↦ (c·x − s·y, s·x + c·y) reads as this matrix.
+        matrix = np.array([[c, s], [-s, c]])
+        rotated[index] = ndimage.affine_transform(image, matrix, offset=centre - matrix @ centre,
+                                                  order=3, mode="constant", cval=0.0)
+    turns = rotations.axis_angle_to_quaternion(np.tile([0.0, 0.0, 1.0], (len(angles), 1)), angles)
+    return rotated, rotations.quaternion_multiply(np.asarray(quaternions, dtype=float), turns)
+
+
+@dataclass
+class Augmentation:
+    """On-the-fly corruption of training images (applied in this order).
+
+    rotate: in-plane rotation by a uniform angle, pose updated (exact; see :func:`rotate_in_plane`).
+    ctf: multiply by a CTF with defocus uniform in ``defocus_um`` (µm) at ``pixel_size`` Å.
+    shift: uniform shifts of up to ± ``shift`` pixels in x and y.
+    snr_db: white Gaussian noise at this SNR (dB), per :func:`cryoposes.imaging.add_noise`.
+    """
+
+    rotate: bool = False
+    ctf: bool = False
+    defocus_um: tuple = (1.0, 2.5)
+    pixel_size: float = 1.0
+    shift: float = 0.0
+    snr_db: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.rotate or self.ctf or self.shift > 0 or self.snr_db is not None
+
+    def __call__(self, images, quaternions, rng):
+        images = np.asarray(images, dtype=np.float32)
+        quaternions = np.asarray(quaternions, dtype=float)
+        count = len(images)
+        if self.rotate:
+            images, quaternions = rotate_in_plane(images, quaternions, rng.uniform(0, 2 * np.pi, count))
+        if self.ctf or self.shift > 0 or self.snr_db is not None:
+            from cryoposes import imaging
+
+            if self.ctf:
+                defocus = rng.uniform(*self.defocus_um, count) * 1e4  # µm → Å
+                images = imaging.apply_ctf(images, imaging.ctf_parameters(defocus), self.pixel_size)
+            if self.shift > 0:
+                images = imaging.shift_images(images, rng.uniform(-self.shift, self.shift, (count, 2)))
+            if self.snr_db is not None:
+                images = imaging.add_noise(images, self.snr_db, rng)
+        return np.asarray(images, dtype=np.float32), quaternions
+
+
+def flat_histogram_weights(quaternions, bins: int = 32, pairs: int = 200_000, seed: int = 0):
+    """Function d_q ↦ weight that flattens the histogram of d_q over pairs of ``quaternions``.
+
+    The histogram is estimated from ``pairs`` random pairs; weights are 1 / frequency of the
+    bin, normalised to mean 1 over the pairs (empty bins get the largest weight seen).
+    """
+    quaternions = np.asarray(quaternions, dtype=float)
+    rng = np.random.default_rng(seed)
+    first = rng.integers(0, len(quaternions), pairs)
+    second = rng.integers(0, len(quaternions), pairs)
+    keep = first != second
+    distances = rotations.geodesic_distance(quaternions[first[keep]], quaternions[second[keep]])
+    counts, edges = np.histogram(distances, bins=bins, range=(0.0, np.pi))
+    frequency = counts / max(counts.sum(), 1)
+    weights = np.where(counts > 0, 1.0 / np.maximum(frequency, 1e-300), 0.0)
+    weights[counts == 0] = weights.max() if np.any(counts > 0) else 1.0
+    weights /= np.sum(weights * frequency)
+
+    def weight(d):
+        index = np.clip(np.digitize(d, edges) - 1, 0, bins - 1)
+        return weights[index]
+
+    return weight
+
+
+class PairBatches(keras.utils.PyDataset):
+    """Batches ``(images (B, L, L, 1), [q | W] (B, 4 + B))`` for all-pairs training.
+
+    Shuffled each epoch (drop-last, so every step has the same shape); augmentation and the
+    shuffle are seeded by ``(seed, epoch, batch)``. ``sampling``: ``all`` pairs i ≠ j;
+    ``fraction``: a fixed random ``pair_fraction`` of the pairs of the whole set (the paper's
+    1%), restricted to each batch; ``flat``: weights flattening the d_q histogram.
+    """
+
+    def __init__(self, images, quaternions, batch_size: int = 64, seed: int = 0,
+                 augmentation: Augmentation | None = None, sampling: str = "all",
+                 pair_fraction: float = 0.01, shuffle: bool = True):
+        super().__init__(workers=1, use_multiprocessing=False)
+        if sampling not in SAMPLINGS:
+            raise ValueError(f"unknown sampling {sampling!r}; choose one of {SAMPLINGS}")
+        self.images = np.asarray(images, dtype=np.float32)
+        self.quaternions = np.asarray(quaternions, dtype=np.float64)
+        if len(self.images) < 2:
+            raise ValueError(f"need at least 2 images to form pairs, got {len(self.images)}")
+        self.batch_size = int(min(batch_size, len(self.images)))
+        self.seed = int(seed)
+        self.augmentation = augmentation or Augmentation()
+        self.sampling = sampling
+        self.shuffle = shuffle
+        self.epoch = 0
+        if sampling == "fraction":
+            if not 0 < pair_fraction <= 1:
+                raise ValueError(f"pair fraction must be in (0, 1], got {pair_fraction}")
+            rng = np.random.default_rng([self.seed, 7])
+            upper = np.triu(rng.random((len(self.images),) * 2) < pair_fraction, 1)
+            self.pair_mask = upper | upper.T
+        if sampling == "flat":
+            self.flat_weight = flat_histogram_weights(self.quaternions, seed=self.seed)
+
+    def __len__(self):
+        return len(self.images) // self.batch_size
+
+    def on_epoch_end(self):
+        self.epoch += 1
+
+    def batch_indices(self, index: int):
+        order = (np.random.default_rng([self.seed, self.epoch]).permutation(len(self.images))
+                 if self.shuffle else np.arange(len(self.images)))
+        return order[index * self.batch_size:(index + 1) * self.batch_size]
+
+    def __getitem__(self, index):
+        chosen = self.batch_indices(index)
+        rng = np.random.default_rng([self.seed, self.epoch if self.shuffle else 0, index, 1])
+        images, quaternions = self.augmentation(self.images[chosen], self.quaternions[chosen], rng)
+        weights = 1.0 - np.eye(len(chosen))
+        if self.sampling == "fraction":
+            weights *= self.pair_mask[np.ix_(chosen, chosen)]
+        elif self.sampling == "flat":
+            weights *= self.flat_weight(rotations.pairwise_geodesic_distances(quaternions))
+        target = np.concatenate([quaternions, weights], axis=1).astype(np.float32)
+        return images[..., None], target
+
+
+def split_indices(n: int, fractions=None, seed: int = 0) -> dict:
+    """Disjoint random train / validation / test image indices (sorted int arrays).
+
+    ``fractions`` (train, validation) default to the paper's 2,512 / 838 of 5,000; the rest is
+    test (1,650 of 5,000).
+    """
+    if fractions is None:
+        fractions = (PAPER_SPLIT[0] / sum(PAPER_SPLIT), PAPER_SPLIT[1] / sum(PAPER_SPLIT))
+    train_fraction, validation_fraction = fractions
+    if train_fraction <= 0 or validation_fraction <= 0 or train_fraction + validation_fraction >= 1:
+        raise ValueError(f"split fractions must be positive and sum below 1, got {fractions}")
+    order = np.random.default_rng([seed, 3]).permutation(n)
+    n_train = int(round(train_fraction * n))
+    n_validation = int(round(validation_fraction * n))
+    if n_train < 2 or n_validation < 2 or n - n_train - n_validation < 2:
+        raise ValueError(f"{n} images are too few to split into train/validation/test sets")
+    return {
+        "train": np.sort(order[:n_train]),
+        "validation": np.sort(order[n_train:n_train + n_validation]),
+        "test": np.sort(order[n_train + n_validation:]),
+    }
+
+
+@dataclass
+class TrainingConfig:
+    """Settings of :func:`train` (all saved in the model's metadata)."""
+
+    embedding: int = 64
+    head: str = "rotation"
+    loss: str = "mae"
+    filters: tuple = (16, 32, 64, 128)
+    epochs: int = 20
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    sampling: str = "all"
+    pair_fraction: float = 0.01
+    patience: int = 10
+    seed: int = 0
+    augmentation: Augmentation = field(default_factory=Augmentation)
+
+
+def set_seed(seed: int):
+    """Seed Python, NumPy and the backend, and make TensorFlow ops deterministic."""
+    keras.utils.set_random_seed(int(seed))
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+class _TqdmEpochs(keras.callbacks.Callback):
+    """One tqdm bar over epochs, showing the latest losses."""
+
+    def __init__(self, epochs: int, enabled: bool):
+        super().__init__()
+        self.epochs = epochs
+        self.enabled = enabled
+        self.bar = None
+
+    def on_train_begin(self, logs=None):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=self.epochs, desc="train-distance", unit="epoch", disable=not self.enabled)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.bar.n = epoch + 1
+        self.bar.set_postfix({key: f"{value:.4f}" for key, value in (logs or {}).items()
+                              if key in ("loss", "val_loss")})
+        self.bar.refresh()
+
+    def on_train_end(self, logs=None):
+        self.bar.close()
+
+
+def train(images, quaternions, split: dict | None = None, config: TrainingConfig | None = None,
+          backup_dir=None, progress: bool = True, metadata: dict | None = None):
+    """Train a :class:`SiameseDistance` on the train images, validating on the validation ones.
+
+    ``split`` maps "train"/"validation"/"test" to indices into ``images`` (default
+    :func:`split_indices` with the seed). With ``backup_dir``, training resumes from the last
+    finished epoch after an interruption (Keras ``BackupAndRestore``); the directory is
+    removed when training completes. Early stopping on the validation loss restores the best
+    weights. Returns the model; its ``metadata`` holds the config, split and loss history.
+    """
+    config = config or TrainingConfig()
+    images = np.asarray(images, dtype=np.float32)
+    quaternions = np.asarray(quaternions, dtype=np.float64)
+    if images.ndim != 3 or images.shape[1] != images.shape[2]:
+        raise ValueError(f"images must be shaped (N, L, L), got {images.shape}")
+    if quaternions.shape != (len(images), 4):
+        raise ValueError(f"need one quaternion per image: got {quaternions.shape} for {len(images)} images")
+    if config.loss not in LOSSES:
+        raise ValueError(f"unknown loss {config.loss!r}; choose one of {LOSSES}")
+    if config.epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {config.epochs}")
+    split = split_indices(len(images), seed=config.seed) if split is None else split
+    set_seed(config.seed)
+    settings = asdict(config)
+    model = SiameseDistance(images.shape[1], config.embedding, config.head, config.filters,
+                            metadata={**(metadata or {}), "config": settings,
+                                      "split": {k: np.asarray(v).tolist() for k, v in split.items()}})
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                  loss=PairDistanceLoss(config.loss))
+    training = PairBatches(images[split["train"]], quaternions[split["train"]], config.batch_size,
+                           config.seed, config.augmentation, config.sampling, config.pair_fraction)
+    # Validation sees the same noise/CTF/shifts as training (fixed per batch), no rotation.
+    validation_augmentation = Augmentation(**{**asdict(config.augmentation), "rotate": False})
+    validation = PairBatches(images[split["validation"]], quaternions[split["validation"]],
+                             config.batch_size, config.seed + 1, validation_augmentation,
+                             shuffle=False)
+    callbacks = [
+        keras.callbacks.EarlyStopping(patience=config.patience, restore_best_weights=True),
+        _TqdmEpochs(config.epochs, progress),
+    ]
+    if backup_dir is not None:
+        callbacks.insert(0, keras.callbacks.BackupAndRestore(os.fspath(backup_dir)))
+    history = model.fit(training, validation_data=validation, epochs=config.epochs,
+                        callbacks=callbacks, verbose=0)
+    model.metadata["history"] = {key: [float(v) for v in values] for key, values in history.history.items()}
+    return model
+
+
+def load(path) -> SiameseDistance:
+    """Load a model saved with ``model.save(path)`` (``.keras``)."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no distance model at {path}")
+    return keras.models.load_model(path, compile=False)
+
+
+def load_split(model_or_path) -> dict:
+    """The train / validation / test image indices stored in a trained model (int arrays)."""
+    model = load(model_or_path) if isinstance(model_or_path, (str, os.PathLike)) else model_or_path
+    split = model.metadata.get("split")
+    if split is None:
+        raise ValueError("this distance model has no stored image split")
+    return {key: np.asarray(value, dtype=int) for key, value in split.items()}
+
+
+def embed(model_or_path, images, batch_size: int = 256) -> np.ndarray:
+    """Embeddings (N, K) float64 of images (N, L, L): one encoder pass per image."""
+    model = load(model_or_path) if isinstance(model_or_path, (str, os.PathLike)) else model_or_path
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 3 or images.shape[1:] != (model.image_size, model.image_size):
+        raise ValueError(f"the model takes images of {model.image_size}×{model.image_size} px, "
+                         f"got an array shaped {images.shape}")
+    chunks = [ops.convert_to_numpy(model.embed(images[start:start + batch_size]))
+              for start in range(0, len(images), batch_size)]
+    return np.concatenate(chunks).astype(np.float64) if chunks else np.empty((0, model.embedding))
+
+
+def distance_matrix(model_or_path, images, batch_size: int = 256) -> np.ndarray:
+    """Learned distances (N, N) float64 between all pairs of ``images`` (N, L, L).
+
+    Each image is embedded once; the head is then evaluated on all pairs of embeddings
+    (radians for the ``rotation`` and ``cosine`` heads). Symmetric; the diagonal is the head's
+    value at identical embeddings (0, or its clip floor of about 1e-3 rad).
+    """
+    model = load(model_or_path) if isinstance(model_or_path, (str, os.PathLike)) else model_or_path
+    embeddings = embed(model, images, batch_size)
+    distances = pairwise_head(embeddings, embeddings, model.head)
+    return (distances + distances.T) / 2.0
