@@ -9,14 +9,15 @@ size ``K``; a parameter-free *head* turns two embeddings into a distance. Three 
 ``rotation`` (default)
     ``d = acos((3c − 1) / 2)`` with ``c`` the cosine similarity of the two embeddings. If the
     embedding is ``vec(R)/√3`` (a unit vector for a rotation matrix ``R``), then
-    ``c = tr(RᵢᵀRⱼ)/3 = (1 + 2 cos d_q)/3``, so this head is *exactly* the geodesic distance:
-    it can represent every configuration of targets, including the mean pairwise distance of
-    uniform rotations (126.5°). It is the default for that reason (see the findings: the
-    paper's head below cannot reach that mean and never beat a constant prediction here).
+    ``c = tr(RᵢᵀRⱼ)/3 = (1 + 2 cos d_q)/3``, so this head is *exactly* the geodesic distance,
+    and ``vec(R)`` is a continuous function of the pose that the encoder can learn. It covers
+    [0, π] and has a gradient everywhere, including at the mean target of uniform rotations
+    (126.5°). It is the default for that reason: in the findings' experiments a plain
+    ``acos(c)`` head could not reach the targets' mean and never beat a constant prediction.
 ``cosine`` (the 2021 paper)
-    ``d = 2·acos(clip(c, 0, 1))``, in [0, π]. For B unit vectors the mean pairwise cosine is
-    ≥ −1/(B − 1), so the mean predicted distance cannot exceed about π (fine), but every pair
-    with ``c ≤ 0`` is pinned at π and its gradient is zero.
+    ``d = 2·acos(clip(c, 0, 1))``, in [0, π]. It is exact when the embedding is the quaternion
+    with ``⟨q_i, q_j⟩ ≥ 0``, but ``q`` and ``−q`` are one rotation and no continuous encoder can
+    pick consistent signs over SO(3): pairs with ``c ≤ 0`` are pinned at π, with zero gradient.
 ``euclidean`` (the seed report)
     ``d = ‖e_i − e_j‖``, unbounded.
 
@@ -47,6 +48,7 @@ dataset trained on) is stored in the saved model (``model.metadata["split"]``; r
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -316,7 +318,8 @@ class PairBatches(keras.utils.PyDataset):
     """Batches ``(images (B, L, L, 1), [q | W] (B, 4 + B))`` for all-pairs training.
 
     Shuffled each epoch (drop-last, so every step has the same shape); augmentation and the
-    shuffle are seeded by ``(seed, epoch, batch)``. ``sampling``: ``all`` pairs i ≠ j;
+    shuffle are seeded by ``(seed, epoch, batch)``, so a batch is a pure function of its epoch
+    and index (``epoch`` is set by :func:`train` at the start of each epoch). ``sampling``: ``all`` pairs i ≠ j;
     ``fraction``: a fixed random ``pair_fraction`` of the pairs of the whole set (the paper's
     1%), restricted to each batch; ``flat``: weights flattening the d_q histogram.
     """
@@ -348,9 +351,6 @@ class PairBatches(keras.utils.PyDataset):
 
     def __len__(self):
         return len(self.images) // self.batch_size
-
-    def on_epoch_end(self):
-        self.epoch += 1
 
     def batch_indices(self, index: int):
         order = (np.random.default_rng([self.seed, self.epoch]).permutation(len(self.images))
@@ -420,6 +420,42 @@ def set_seed(seed: int):
         tf.config.experimental.enable_op_determinism()
 
 
+class _EpochSync(keras.callbacks.Callback):
+    """Tell the training batches which epoch runs, so shuffles and augmentations depend on the
+    epoch number only and a resumed run (BackupAndRestore) draws exactly the same batches."""
+
+    def __init__(self, batches: PairBatches):
+        super().__init__()
+        self.batches = batches
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.batches.epoch = epoch
+
+
+class _History(keras.callbacks.Callback):
+    """Losses per epoch, kept in ``directory/history.json`` too so a resumed run keeps the
+    epochs trained before the interruption."""
+
+    def __init__(self, directory=None):
+        super().__init__()
+        self.path = None if directory is None else os.path.join(os.fspath(directory), "history.json")
+        self.epochs = {}
+        if self.path is not None and os.path.exists(self.path):
+            with open(self.path) as handle:
+                self.epochs = {int(k): v for k, v in json.load(handle).items()}
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs[epoch] = {key: float(value) for key, value in (logs or {}).items()}
+        if self.path is not None and os.path.isdir(os.path.dirname(self.path)):
+            with open(self.path, "w") as handle:
+                json.dump(self.epochs, handle)
+
+    def as_lists(self) -> dict:
+        ordered = [self.epochs[epoch] for epoch in sorted(self.epochs)]
+        keys = sorted({key for logs in ordered for key in logs})
+        return {key: [logs.get(key, float("nan")) for logs in ordered] for key in keys}
+
+
 class _TqdmEpochs(keras.callbacks.Callback):
     """One tqdm bar over epochs, showing the latest losses."""
 
@@ -471,6 +507,7 @@ def train(images, quaternions, split: dict | None = None, config: TrainingConfig
     model = SiameseDistance(images.shape[1], config.embedding, config.head, config.filters,
                             metadata={**(metadata or {}), "config": settings,
                                       "split": {k: np.asarray(v).tolist() for k, v in split.items()}})
+    model(np.zeros((2, images.shape[1], images.shape[1], 1), np.float32))  # build (BackupAndRestore needs it)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
                   loss=PairDistanceLoss(config.loss))
     training = PairBatches(images[split["train"]], quaternions[split["train"]], config.batch_size,
@@ -480,15 +517,18 @@ def train(images, quaternions, split: dict | None = None, config: TrainingConfig
     validation = PairBatches(images[split["validation"]], quaternions[split["validation"]],
                              config.batch_size, config.seed + 1, validation_augmentation,
                              shuffle=False)
+    history = _History(backup_dir)
     callbacks = [
         keras.callbacks.EarlyStopping(patience=config.patience, restore_best_weights=True),
+        _EpochSync(training),
+        history,
         _TqdmEpochs(config.epochs, progress),
     ]
     if backup_dir is not None:
         callbacks.insert(0, keras.callbacks.BackupAndRestore(os.fspath(backup_dir)))
-    history = model.fit(training, validation_data=validation, epochs=config.epochs,
-                        callbacks=callbacks, verbose=0)
-    model.metadata["history"] = {key: [float(v) for v in values] for key, values in history.history.items()}
+    model.fit(training, validation_data=validation, epochs=config.epochs,
+              callbacks=callbacks, shuffle=False, verbose=0)
+    model.metadata["history"] = history.as_lists()
     return model
 
 
@@ -526,7 +566,7 @@ def distance_matrix(model_or_path, images, batch_size: int = 256) -> np.ndarray:
 
     Each image is embedded once; the head is then evaluated on all pairs of embeddings
     (radians for the ``rotation`` and ``cosine`` heads). Symmetric; the diagonal is the head's
-    value at identical embeddings (0, or its clip floor of about 1e-3 rad).
+    value at identical embeddings (0, or its clip floor, below 3e-3 rad).
     """
     model = load(model_or_path) if isinstance(model_or_path, (str, os.PathLike)) else model_or_path
     embeddings = embed(model, images, batch_size)

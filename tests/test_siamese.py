@@ -1,0 +1,237 @@
+"""The Siamese distance network: heads, in-batch pair loss, augmentation, training, saving."""
+
+import numpy as np
+import pytest
+
+import keras
+from keras import ops
+
+from cryoposes import rotations, siamese
+
+SMALL = dict(filters=(8, 16), embedding=16)
+
+
+def _synthetic(n=96, size=32, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, size, size)).astype(np.float32), rotations.random_quaternions(n, rng)
+
+
+def _small_config(**changes):
+    settings = dict(SMALL, epochs=1, batch_size=16, seed=3)
+    settings.update(changes)
+    return siamese.TrainingConfig(**settings)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    images, quaternions = _synthetic()
+    model = siamese.train(images, quaternions, config=_small_config(epochs=2), progress=False)
+    path = tmp_path_factory.mktemp("model") / "distance.keras"
+    model.save(path)
+    return model, path, images, quaternions
+
+
+@pytest.mark.parametrize("head, upper", [("rotation", np.pi), ("cosine", np.pi), ("euclidean", np.inf)])
+def test_heads_are_symmetric_non_negative_and_bounded(head, upper):
+    embeddings = np.random.default_rng(1).standard_normal((40, 8))
+    distances = siamese.pairwise_head(embeddings, embeddings, head)
+    assert distances.shape == (40, 40)
+    np.testing.assert_allclose(distances, distances.T, atol=1e-12)
+    assert distances.min() >= 0 and distances.max() <= upper
+    assert np.all(np.diag(distances) < 3e-3)
+    tensor = ops.convert_to_numpy(siamese.pairwise_head(ops.convert_to_tensor(embeddings), ops.convert_to_tensor(embeddings), head, xp=ops))
+    np.testing.assert_allclose(tensor, distances, atol=1e-5)
+
+
+def test_rotation_head_is_the_geodesic_distance_for_rotation_matrix_embeddings():
+    quaternions = rotations.random_quaternions(50, np.random.default_rng(2))
+    embeddings = rotations.quaternion_to_matrix(quaternions).reshape(50, 9) / np.sqrt(3)
+    expected = rotations.pairwise_geodesic_distances(quaternions)
+    off_diagonal = ~np.eye(50, dtype=bool)
+    np.testing.assert_allclose(siamese.pairwise_head(embeddings, embeddings)[off_diagonal],
+                               expected[off_diagonal], atol=1e-5)
+    # The paper's head is exact only on quaternion embeddings with ⟨q_i, q_j⟩ ≥ 0: the others
+    # (q and −q are one rotation) are pinned at π.
+    cosine = siamese.pairwise_head(quaternions, quaternions, "cosine")
+    positive = (quaternions @ quaternions.T > 0) & off_diagonal
+    np.testing.assert_allclose(cosine[positive], expected[positive], atol=1e-5)
+    np.testing.assert_allclose(cosine[~positive & off_diagonal], np.pi)
+
+
+def test_unknown_head_and_loss_are_rejected():
+    with pytest.raises(ValueError, match="unknown head"):
+        siamese.SiameseDistance(32, head="manhattan")
+    with pytest.raises(ValueError, match="unknown loss"):
+        siamese.PairDistanceLoss("huber")
+
+
+def test_model_outputs_the_batch_distance_matrix_and_embeddings():
+    model = siamese.SiameseDistance(32, filters=(8, 16), embedding=12)
+    images, _ = _synthetic(n=5)
+    assert tuple(model(images).shape) == (5, 5)
+    assert tuple(model.embed(images).shape) == (5, 12)
+
+
+@pytest.mark.parametrize("kind", siamese.LOSSES)
+def test_in_batch_pair_loss_equals_the_brute_force_pair_loss(kind):
+    model = siamese.SiameseDistance(32, head="rotation", **SMALL)
+    images, quaternions = _synthetic(n=9, seed=4)
+    weights = np.random.default_rng(5).random((9, 9))
+    weights = np.triu(weights, 1) + np.triu(weights, 1).T
+    target = np.concatenate([quaternions, weights], axis=1).astype(np.float32)
+    in_batch = float(siamese.PairDistanceLoss(kind)(target, model(images)))
+
+    total = norm = 0.0
+    for i in range(9):
+        for j in range(i + 1, 9):  # one network pass per image of each pair, as a plain Siamese net
+            first = ops.convert_to_numpy(model.embed(images[i:i + 1]))
+            second = ops.convert_to_numpy(model.embed(images[j:j + 1]))
+            predicted = siamese.pairwise_head(first, second)[0, 0]
+            true = rotations.geodesic_distance(quaternions[i], quaternions[j])
+            error = abs(predicted - true) if kind == "mae" else (predicted - true) ** 2
+            total += weights[i, j] * error
+            norm += weights[i, j]
+    assert in_batch == pytest.approx(total / norm, rel=1e-4)
+
+
+def test_batches_pack_quaternions_and_pair_weights():
+    images, quaternions = _synthetic(n=40)
+    batches = siamese.PairBatches(images, quaternions, batch_size=16, seed=1)
+    assert len(batches) == 2
+    x, y = batches[0]
+    assert x.shape == (16, 32, 32, 1) and y.shape == (16, 20)
+    chosen = batches.batch_indices(0)
+    np.testing.assert_allclose(y[:, :4], quaternions[chosen], atol=1e-7)
+    np.testing.assert_array_equal(y[:, 4:], 1 - np.eye(16))
+    np.testing.assert_array_equal(batches[1][0], batches[1][0])  # a batch is a pure function of its index
+    batches.epoch = 1
+    assert not np.array_equal(batches.batch_indices(0), chosen)
+
+
+def test_fraction_sampling_keeps_a_fixed_symmetric_subset_of_pairs():
+    images, quaternions = _synthetic(n=200)
+    batches = siamese.PairBatches(images, quaternions, batch_size=200, sampling="fraction", pair_fraction=0.05)
+    weights = batches[0][1][:, 4:]
+    np.testing.assert_array_equal(weights, weights.T)
+    assert set(np.unique(weights)) <= {0.0, 1.0}
+    assert 0.03 < weights.sum() / (200 * 199) < 0.07
+
+
+def test_flat_sampling_flattens_the_distance_histogram():
+    quaternions = rotations.random_quaternions(400, np.random.default_rng(6))
+    distances = rotations.pairwise_geodesic_distances(quaternions)[np.triu_indices(400, 1)]
+    weight = siamese.flat_histogram_weights(quaternions, bins=8)
+    plain, _ = np.histogram(distances, bins=8, range=(0, np.pi))
+    flat, _ = np.histogram(distances, bins=8, range=(0, np.pi), weights=weight(distances))
+    assert plain.max() / plain.min() > 10  # uniform rotations: few small distances
+    assert flat.max() / flat.min() < 1.5
+
+
+def test_in_plane_rotation_updates_the_pose_exactly(volume_5j0n_32):
+    from cryoposes.projection import project
+
+    rng = np.random.default_rng(7)
+    quaternions = rotations.random_quaternions(4, rng)
+    angles = np.radians([40.0, 50.0, 60.0, 290.0])  # ±α differ by 80°–140°: the wrong sign shows
+    rotated, moved = siamese.rotate_in_plane(project(volume_5j0n_32, quaternions), quaternions, angles)
+    expected = project(volume_5j0n_32, moved)
+    turns = rotations.axis_angle_to_quaternion(np.tile([0.0, 0.0, 1.0], (4, 1)), -angles)
+    wrong_sign = project(volume_5j0n_32, rotations.quaternion_multiply(quaternions, turns))
+
+    def ncc(a, b):
+        a = a - a.mean(axis=(1, 2), keepdims=True)
+        b = b - b.mean(axis=(1, 2), keepdims=True)
+        return (a * b).sum(axis=(1, 2)) / np.sqrt((a * a).sum(axis=(1, 2)) * (b * b).sum(axis=(1, 2)))
+
+    assert np.all(ncc(rotated, expected) > 0.99)
+    assert np.all(ncc(rotated, wrong_sign) < 0.95)
+    np.testing.assert_allclose(rotations.geodesic_distance(quaternions, moved),
+                               np.abs(np.angle(np.exp(1j * angles))), atol=1e-9)
+
+
+def test_split_is_disjoint_and_follows_the_paper():
+    split = siamese.split_indices(5000, seed=0)
+    assert [len(split[k]) for k in ("train", "validation", "test")] == list(siamese.PAPER_SPLIT)
+    assert len(np.unique(np.concatenate(list(split.values())))) == 5000
+    with pytest.raises(ValueError, match="too few"):
+        siamese.split_indices(5)
+
+
+def test_training_records_history_and_split(trained):
+    model, _, images, _ = trained
+    history = model.metadata["history"]
+    assert len(history["loss"]) == 2 and len(history["val_loss"]) == 2
+    assert np.all(np.isfinite(history["loss"]))
+    split = siamese.load_split(model)
+    assert sum(len(v) for v in split.values()) == len(images)
+
+
+def test_save_and_load_give_identical_distances(trained):
+    model, path, images, _ = trained
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded, siamese.SiameseDistance) and loaded.head == model.head
+    np.testing.assert_array_equal(siamese.distance_matrix(loaded, images[:20]),
+                                  siamese.distance_matrix(model, images[:20]))
+    for key, indices in siamese.load_split(path).items():
+        np.testing.assert_array_equal(indices, model.metadata["split"][key])
+
+
+def test_distance_matrix_is_symmetric_with_small_diagonal_and_matches_the_model(trained):
+    model, path, images, _ = trained
+    distances = siamese.distance_matrix(path, images[:30])
+    assert distances.dtype == np.float64 and distances.shape == (30, 30)
+    np.testing.assert_array_equal(distances, distances.T)
+    assert np.all(np.diag(distances) < 3e-3) and np.all(distances <= np.pi)
+    np.testing.assert_allclose(distances, ops.convert_to_numpy(model(images[:30])), atol=1e-4)
+    with pytest.raises(ValueError, match="32×32"):
+        siamese.distance_matrix(model, np.zeros((3, 16, 16)))
+
+
+def test_same_seed_gives_the_same_weights():
+    images, quaternions = _synthetic(n=64)
+    first, second, other = (siamese.train(images, quaternions, config=_small_config(seed=seed), progress=False)
+                            for seed in (11, 11, 12))
+    for a, b in zip(first.get_weights(), second.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert not all(np.array_equal(a, c) for a, c in zip(first.get_weights(), other.get_weights()))
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
+    images, quaternions = _synthetic(n=64)
+    config = _small_config(epochs=3, seed=5, augmentation=siamese.Augmentation(rotate=True))
+    straight = siamese.train(images, quaternions, config=config, progress=False)
+
+    epochs_run = []
+
+    class Watch(keras.callbacks.Callback):
+        def __init__(self, interrupt_after):
+            super().__init__()
+            self.interrupt_after = interrupt_after
+
+        def on_epoch_begin(self, epoch, logs=None):
+            epochs_run.append(epoch)
+
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == self.interrupt_after:
+                raise KeyboardInterrupt
+
+    def run(interrupt_after):
+        original_fit = siamese.SiameseDistance.fit
+
+        def watched_fit(self, *args, callbacks=(), **kwargs):
+            return original_fit(self, *args, callbacks=[*callbacks, Watch(interrupt_after)], **kwargs)
+
+        siamese.SiameseDistance.fit = watched_fit
+        try:
+            return siamese.train(images, quaternions, config=config, backup_dir=tmp_path / "backup", progress=False)
+        finally:
+            siamese.SiameseDistance.fit = original_fit
+
+    with pytest.raises(KeyboardInterrupt):
+        run(interrupt_after=1)
+    assert epochs_run == [0, 1]
+    resumed = run(interrupt_after=None)
+    assert epochs_run == [0, 1, 2]  # the second run trained only the missing epoch
+    assert len(resumed.metadata["history"]["loss"]) == 3
+    for a, b in zip(straight.get_weights(), resumed.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
