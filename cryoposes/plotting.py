@@ -1,0 +1,364 @@
+"""Interactive plotly figures for the book: viewing spheres, image grids, histograms, curves.
+
+Figures are returned, not shown: the last expression of a notebook cell displays them. Call
+:func:`setup_notebook` once at the top of a chapter so that they render in the built book.
+
+Why a renderer of our own
+-------------------------
+Plotly ≥ 6 puts only ``application/vnd.plotly.v1+json`` in a notebook output, which Jupyter
+Book 1 drops. The ``"notebook"`` renderer embeds the whole plotly.js (≈ 4.7 MB) into every
+notebook. :data:`RENDERER` instead writes both the plotly JSON (drawn by JupyterLab and VS Code)
+and an HTML ``<div>`` that calls ``Plotly.newPlot``; the book loads plotly.js once, from its own
+``_static`` folder (``book/_ext/plotly_js.py``, a Sphinx extension that copies the installed
+plotly.js there and adds it to every page that holds a figure), so it renders offline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.io.base_renderers import MimetypeRenderer, PlotlyRenderer
+from plotly.subplots import make_subplots
+
+from cryoposes.rotations import quaternion_to_matrix
+
+__all__ = [
+    "RENDERER",
+    "setup_notebook",
+    "viewing_directions",
+    "sphere_figure",
+    "image_grid",
+    "histogram_figure",
+    "line_figure",
+    "scatter_figure",
+]
+
+#: Name of the plotly renderer registered by this module.
+RENDERER = "cryoposes"
+
+#: Height (px) of a figure cell in the book when a function is not told otherwise.
+DEFAULT_HEIGHT = 500
+
+
+class _BookRenderer(MimetypeRenderer):
+    """Plotly JSON for live notebooks plus an HTML div (without plotly.js) for the book."""
+
+    def to_mimebundle(self, fig_dict):
+        html = pio.to_html(
+            fig_dict,
+            include_plotlyjs=False,
+            include_mathjax=False,
+            full_html=False,
+            default_width="100%",
+            default_height=DEFAULT_HEIGHT,
+            validate=False,
+        )
+        return {**PlotlyRenderer().to_mimebundle(fig_dict), "text/html": html}
+
+
+pio.renderers[RENDERER] = _BookRenderer()
+
+
+def setup_notebook() -> None:
+    """Make figures render in live notebooks and in the built book (call once per chapter)."""
+    pio.renderers.default = RENDERER
+    pio.templates.default = "plotly_white"
+
+
+def viewing_directions(quaternions) -> np.ndarray:
+    """Viewing directions ``R @ e_z`` (N, 3) of poses given as unit quaternions (N, 4)."""
+    return quaternion_to_matrix(np.asarray(quaternions, dtype=float))[..., :, 2]
+
+
+def _as_directions(points) -> np.ndarray:
+    points = np.asarray(points, dtype=float)
+    if points.ndim != 2 or points.shape[1] not in (3, 4):
+        raise ValueError(
+            f"give poses as quaternions (N, 4) or directions (N, 3), got shape {points.shape}"
+        )
+    if points.shape[1] == 4:
+        return viewing_directions(points)
+    norms = np.linalg.norm(points, axis=1, keepdims=True)
+    if np.any(norms == 0):
+        raise ValueError("a viewing direction has zero length")
+    return points / norms
+
+
+def _named(values, what: str) -> dict:
+    """One array → {"": array}; a mapping name → array stays as it is."""
+    if isinstance(values, Mapping):
+        if not values:
+            raise ValueError(f"no {what} given")
+        return dict(values)
+    return {"": values}
+
+
+def _sphere_surface(resolution: int = 24) -> go.Surface:
+    polar, azimuth = np.meshgrid(
+        np.linspace(0, np.pi, resolution), np.linspace(0, 2 * np.pi, 2 * resolution)
+    )
+    # float32: plotly sends arrays as binary; half the bytes and no visible difference.
+    return go.Surface(
+        x=(np.sin(polar) * np.cos(azimuth)).astype(np.float32),
+        y=(np.sin(polar) * np.sin(azimuth)).astype(np.float32),
+        z=np.cos(polar).astype(np.float32),
+        colorscale=[[0, "lightgrey"], [1, "lightgrey"]],
+        opacity=0.2,
+        showscale=False,
+        hoverinfo="skip",
+        name="unit sphere",
+    )
+
+
+def sphere_figure(
+    poses,
+    color=None,
+    *,
+    colorbar_title: str | None = None,
+    colorscale: str = "Viridis",
+    color_range: tuple[float, float] | None = None,
+    marker_size: float = 2.5,
+    title: str | None = None,
+    height: int = DEFAULT_HEIGHT,
+) -> go.Figure:
+    """Viewing directions ``R @ e_z`` as points on the unit sphere (in the molecule frame).
+
+    ``poses`` is an array of unit quaternions (N, 4) or of directions (N, 3), or a mapping
+    ``name → array`` for several traces (e.g. ``{"true": q, "recovered": q_est}``).
+    ``color`` is None, one value per point (N,) for a single trace, or a mapping name → values;
+    coloured traces share one colour bar (titled ``colorbar_title``, range ``color_range``,
+    default: the range of all the values).
+    """
+    traces = {
+        name: _as_directions(points).astype(np.float32) for name, points in _named(poses, "poses").items()
+    }
+    if color is None:
+        colors = {}
+    elif isinstance(color, Mapping):
+        unknown = set(color) - set(traces)
+        if unknown:
+            raise ValueError(f"colours given for unknown traces {sorted(unknown)}")
+        colors = {name: np.asarray(values, dtype=float) for name, values in color.items()}
+    else:
+        if len(traces) != 1:
+            raise ValueError("with several traces, give color as a mapping trace name → values")
+        colors = {next(iter(traces)): np.asarray(color, dtype=float)}
+    for name, values in colors.items():
+        if values.shape != (len(traces[name]),):
+            raise ValueError(
+                f"color of trace {name!r} has shape {values.shape}, expected ({len(traces[name])},)"
+            )
+    if colors and color_range is None:
+        every = np.concatenate(list(colors.values()))
+        color_range = (float(np.nanmin(every)), float(np.nanmax(every)))
+
+    figure = go.Figure(_sphere_surface())
+    colorbar_drawn = False
+    for name, directions in traces.items():
+        marker = {"size": marker_size}
+        if name in colors:
+            marker.update(
+                color=colors[name],
+                colorscale=colorscale,
+                cmin=color_range[0],
+                cmax=color_range[1],
+                showscale=not colorbar_drawn,
+                colorbar={"title": {"text": colorbar_title or ""}},
+            )
+            colorbar_drawn = True
+        figure.add_trace(
+            go.Scatter3d(
+                x=directions[:, 0],
+                y=directions[:, 1],
+                z=directions[:, 2],
+                mode="markers",
+                marker=marker,
+                name=name or "viewing directions",
+                showlegend=bool(name),
+            )
+        )
+    axis = {"range": [-1.1, 1.1], "showbackground": False}
+    figure.update_layout(
+        title=title,
+        height=height,
+        margin={"l": 0, "r": 0, "b": 0, "t": 40 if title else 10},
+        scene={
+            "xaxis": {**axis, "title": {"text": "x"}},
+            "yaxis": {**axis, "title": {"text": "y"}},
+            "zaxis": {**axis, "title": {"text": "z"}},
+            "aspectmode": "cube",
+        },
+        legend={"x": 0, "y": 1},
+    )
+    return figure
+
+
+def image_grid(
+    images,
+    titles=None,
+    *,
+    columns: int | None = None,
+    shared_scale: bool = False,
+    colorscale: str = "gray",
+    title: str | None = None,
+    panel_size: int = 150,
+) -> go.Figure:
+    """Images (N, H, W), indexed [y, x], as a grid of heatmaps with ``y`` pointing down.
+
+    Each image gets its own grey scale unless ``shared_scale`` (then one scale for all, e.g.
+    to compare intensities). Hovering shows the pixel and its value.
+    """
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 3 or len(images) == 0:
+        raise ValueError(f"images must be a non-empty stack (N, H, W), got shape {images.shape}")
+    count = len(images)
+    titles = list(titles) if titles is not None else [""] * count
+    if len(titles) != count:
+        raise ValueError(f"{len(titles)} titles for {count} images")
+    columns = min(count, columns or 6)
+    rows = -(-count // columns)
+    figure = make_subplots(
+        rows=rows,
+        cols=columns,
+        subplot_titles=titles,
+        horizontal_spacing=0.01,
+        vertical_spacing=0.02 + (0.06 if any(titles) else 0.0) / rows,
+    )
+    low, high = (float(images.min()), float(images.max())) if shared_scale else (None, None)
+    for index, image in enumerate(images):
+        row, column = divmod(index, columns)
+        figure.add_trace(
+            go.Heatmap(
+                z=image,
+                zmin=low,
+                zmax=high,
+                colorscale=colorscale,
+                showscale=False,
+                hovertemplate="x=%{x}, y=%{y}: %{z:.3g}<extra></extra>",
+            ),
+            row=row + 1,
+            col=column + 1,
+        )
+    figure.update_xaxes(showticklabels=False, constrain="domain")
+    figure.update_yaxes(showticklabels=False, autorange="reversed", constrain="domain")
+    for index in range(count):
+        suffix = "" if index == 0 else str(index + 1)
+        figure.layout[f"yaxis{suffix}"].scaleanchor = f"x{suffix}"
+    figure.update_layout(
+        title=title,
+        height=rows * panel_size + (60 if title else 20) + (20 * rows if any(titles) else 0),
+        margin={"l": 10, "r": 10, "b": 10, "t": 50 if title else 30},
+    )
+    return figure
+
+
+def histogram_figure(
+    values,
+    *,
+    bins: int = 50,
+    xaxis_title: str = "",
+    yaxis_title: str = "count",
+    title: str | None = None,
+    height: int = 400,
+) -> go.Figure:
+    """Histogram of ``values`` (an array, or a mapping name → array drawn overlaid)."""
+    series = _named(values, "values")
+    every = np.concatenate([np.ravel(np.asarray(v, dtype=float)) for v in series.values()])
+    every = every[np.isfinite(every)]
+    low, high = (float(every.min()), float(every.max())) if every.size else (0.0, 1.0)
+    width = (high - low) / bins if high > low else 1.0
+    figure = go.Figure()
+    for name, data in series.items():
+        figure.add_trace(
+            go.Histogram(
+                x=np.ravel(np.asarray(data, dtype=float)),
+                name=name or None,
+                showlegend=bool(name),
+                xbins={"start": low, "end": high + width, "size": width},
+                opacity=0.6 if len(series) > 1 else 1.0,
+            )
+        )
+    figure.update_layout(
+        barmode="overlay",
+        title=title,
+        height=height,
+        xaxis_title=xaxis_title,
+        yaxis_title=yaxis_title,
+    )
+    return figure
+
+
+def line_figure(
+    x,
+    ys,
+    *,
+    xaxis_title: str = "",
+    yaxis_title: str = "",
+    log_x: bool = False,
+    log_y: bool = False,
+    title: str | None = None,
+    height: int = 400,
+) -> go.Figure:
+    """Curves ``ys`` (an array, or a mapping name → array) against a common ``x``."""
+    x = np.asarray(x)
+    figure = go.Figure()
+    for name, y in _named(ys, "curves").items():
+        y = np.asarray(y)
+        if y.shape != x.shape:
+            raise ValueError(f"curve {name!r} has shape {y.shape}, x has {x.shape}")
+        figure.add_trace(go.Scatter(x=x, y=y, mode="lines", name=name or None, showlegend=bool(name)))
+    figure.update_layout(
+        title=title,
+        height=height,
+        xaxis={"title": {"text": xaxis_title}, "type": "log" if log_x else "linear"},
+        yaxis={"title": {"text": yaxis_title}, "type": "log" if log_y else "linear"},
+    )
+    return figure
+
+
+def scatter_figure(
+    x,
+    y,
+    *,
+    color=None,
+    colorbar_title: str | None = None,
+    xaxis_title: str = "",
+    yaxis_title: str = "",
+    identity_line: bool = False,
+    max_points: int | None = 20_000,
+    seed: int = 0,
+    title: str | None = None,
+    height: int = 450,
+) -> go.Figure:
+    """Scatter plot of ``y`` against ``x`` (e.g. predicted against true distances).
+
+    More than ``max_points`` points are subsampled at random (seeded) so that pages stay
+    light; ``identity_line`` draws ``y = x`` for reference.
+    """
+    x = np.ravel(np.asarray(x, dtype=float))
+    y = np.ravel(np.asarray(y, dtype=float))
+    if x.shape != y.shape:
+        raise ValueError(f"x has {x.size} values, y has {y.size}")
+    color = None if color is None else np.ravel(np.asarray(color, dtype=float))
+    if color is not None and color.shape != x.shape:
+        raise ValueError(f"color has {color.size} values, x has {x.size}")
+    if max_points is not None and x.size > max_points:
+        keep = np.sort(np.random.default_rng(seed).choice(x.size, max_points, replace=False))
+        x, y = x[keep], y[keep]
+        color = None if color is None else color[keep]
+    marker = {"size": 3, "opacity": 0.6}
+    if color is not None:
+        marker.update(color=color, colorscale="Viridis", showscale=True,
+                      colorbar={"title": {"text": colorbar_title or ""}})
+    figure = go.Figure(go.Scattergl(x=x, y=y, mode="markers", marker=marker, showlegend=False))
+    if identity_line and x.size:
+        low, high = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
+        figure.add_trace(
+            go.Scatter(x=[low, high], y=[low, high], mode="lines", name="y = x",
+                       line={"color": "black", "dash": "dash"})
+        )
+    figure.update_layout(title=title, height=height, xaxis_title=xaxis_title, yaxis_title=yaxis_title)
+    return figure

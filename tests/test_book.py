@@ -1,0 +1,237 @@
+"""The book's build: chapters and profiles agree, bad parameters are named, and plotly figures
+are drawn in a browser (headless Chromium) from the built HTML, offline.
+
+``test_built_book_draws_every_figure`` (marker ``browser``) checks the real book in
+``_build/html``; CI runs it right after building the book.
+"""
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_build_module():
+    spec = importlib.util.spec_from_file_location("book_build", ROOT / "book" / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+build = _load_build_module()
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    # 3-D plotly scenes need WebGL; without a GPU only SwiftShader provides it.
+    "--enable-unsafe-swiftshader",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--virtual-time-budget=15000",
+]
+
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if path := shutil.which(name):
+            return path
+    if os.environ.get("CI"):
+        pytest.fail("headless Chromium is required in CI (Debian package 'chromium')")
+    pytest.skip("headless Chromium not installed (Debian package 'chromium')")
+
+
+def rendered_dom(page: Path, tmp_path: Path) -> str:
+    """The page's DOM after its scripts ran, from headless Chromium without network."""
+    profile = tmp_path / f"chromium-{page.stem}"
+    result = subprocess.run(
+        [_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def assert_figures_drawn(html: str, dom: str, page: Path) -> int:
+    """Every plotly div of the page was drawn by plotly.js; returns how many there are."""
+    graph_ids = re.findall(r'<div id="([^"]+)" class="plotly-graph-div"', html)
+    assert graph_ids, f"{page}: no plotly figure"
+    for graph_id in graph_ids:
+        match = re.search(rf'<div id="{re.escape(graph_id)}" class="([^"]*)"', dom)
+        assert match, f"{page}: figure {graph_id} missing from the DOM"
+        # Plotly.newPlot adds this class and draws its SVG layers into the div.
+        assert "js-plotly-plot" in match.group(1), f"{page}: figure {graph_id} was not drawn"
+    assert dom.count('class="main-svg"') >= len(graph_ids), f"{page}: figures without SVG"
+    if '"type":"scatter3d"' in html:
+        assert "<canvas" in dom, f"{page}: the 3-D scene has no WebGL canvas"
+    return len(graph_ids)
+
+
+# --- chapters and profiles -----------------------------------------------------------------
+
+
+def test_every_chapter_has_a_parameters_cell():
+    stems = build.toc_chapters()
+    assert stems[0] == "intro"
+    for stem in stems:
+        defaults = build.parameter_defaults(ROOT / "book" / f"{stem}.md")
+        assert defaults, f"{stem}: the parameters cell assigns nothing"
+
+
+@pytest.mark.parametrize("profile", sorted(p.stem for p in (ROOT / "book" / "profiles").glob("*.yml")))
+def test_profiles_only_name_parameters_of_their_chapters(profile):
+    parameters = build.load_profile(profile)
+    assert set(parameters) == set(build.toc_chapters())
+
+
+def test_ci_and_paper_profiles_cover_the_same_parameters():
+    ci, paper = (yaml.safe_load((ROOT / "book" / "profiles" / f"{p}.yml").read_text()) for p in ("ci", "paper"))
+    assert {stem: set(v or {}) for stem, v in ci.items()} == {stem: set(v or {}) for stem, v in paper.items()}
+
+
+CHAPTER = """\
+---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+
+# A tiny chapter
+
+```{code-cell} ipython3
+:tags: [parameters]
+
+n_poses = 20
+snr_db = [0.0, -10.0]
+title = "poses"
+```
+
+```{code-cell} ipython3
+import sys
+from cryoposes import plotting, rotations
+
+plotting.setup_notebook()
+print(sys.executable)
+plotting.sphere_figure(rotations.random_quaternions(n_poses, rng=0), title=f"{n_poses} {title}")
+```
+"""
+
+
+@pytest.fixture
+def tiny_book(tmp_path):
+    """A one-chapter book using the project's own _config.yml and Sphinx extension."""
+    root = tmp_path / "book_root"
+    (root / "book" / "profiles").mkdir(parents=True)
+    shutil.copy(ROOT / "_config.yml", root / "_config.yml")
+    shutil.copytree(ROOT / "book" / "_ext", root / "book" / "_ext")
+    (root / "_toc.yml").write_text("format: jb-book\nroot: book/_executed/tiny\n")
+    (root / "book" / "tiny.md").write_text(CHAPTER)
+    return root
+
+
+@pytest.mark.parametrize(
+    "parameters, message",
+    [
+        ({"n_pose": 3}, "unknown parameter 'n_pose'"),
+        ({"n_poses": 2.5}, "parameter 'n_poses' = 2.5 (float) does not match its default 20 (int)"),
+        ({"snr_db": ["loud"]}, "parameter 'snr_db'"),
+        ({"title": 3}, "parameter 'title'"),
+    ],
+)
+def test_bad_profile_parameters_are_named(tiny_book, parameters, message):
+    (tiny_book / "book" / "profiles" / "bad.yml").write_text(yaml.safe_dump({"tiny": parameters}))
+    with pytest.raises(build.BookError, match=re.escape(message)):
+        build.load_profile("bad", root=tiny_book)
+
+
+def test_profile_checks_accept_compatible_values_and_name_unknown_chapters(tiny_book):
+    profiles = tiny_book / "book" / "profiles"
+    (profiles / "good.yml").write_text(yaml.safe_dump({"tiny": {"n_poses": 5, "snr_db": [1, -3.5]}}))
+    assert build.load_profile("good", root=tiny_book) == {"tiny": {"n_poses": 5, "snr_db": [1, -3.5]}}
+    (profiles / "stray.yml").write_text(yaml.safe_dump({"tiny2": {}}))
+    with pytest.raises(build.BookError, match="'tiny2' is not a chapter"):
+        build.load_profile("stray", root=tiny_book)
+    with pytest.raises(build.BookError, match="no profile 'nope'.*available: good, stray"):
+        build.load_profile("nope", root=tiny_book)
+
+
+def test_parameters_cell_must_hold_literal_assignments(tiny_book):
+    chapter = tiny_book / "book" / "tiny.md"
+    chapter.write_text(CHAPTER.replace("n_poses = 20", "n_poses = len('abc')"))
+    with pytest.raises(build.BookError, match="'n_poses' must have a literal default"):
+        build.parameter_defaults(chapter)
+    chapter.write_text(CHAPTER.replace(":tags: [parameters]\n", ""))
+    with pytest.raises(build.BookError, match="expected one cell tagged 'parameters', found 0"):
+        build.parameter_defaults(chapter)
+
+
+def test_figures_the_book_would_drop_are_refused(tmp_path):
+    notebook = {
+        "cells": [{"cell_type": "code", "outputs": [{"output_type": "display_data", "data": {build.PLOTLY_MIME: {}}}]}]
+    }
+    path = tmp_path / "chapter.ipynb"
+    path.write_text(json.dumps(notebook))
+    with pytest.raises(build.BookError, match="setup_notebook"):
+        build.check_figures(path)
+
+
+# --- building and drawing ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_tiny_book_executes_with_profile_and_draws_its_figure_offline(tiny_book, tmp_path, monkeypatch):
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "no-kernels-here"))
+    with build.this_interpreter_kernel():
+        executed = build.execute_chapter("tiny", {"n_poses": 7, "title": "from the profile"}, root=tiny_book)
+    notebook = json.loads(executed.read_text())
+    outputs = [o for cell in notebook["cells"] for o in cell.get("outputs", [])]
+    printed = "".join("".join(o.get("text", "")) for o in outputs if o["output_type"] == "stream")
+    assert Path(printed.strip()).parent == Path(os.sys.executable).parent  # the project's venv
+    html_output = [o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {})]
+    assert len(html_output) == 1 and "7 from the profile" in "".join(html_output[0])
+
+    site = build.build_html(root=tiny_book)
+    page = site / "book" / "_executed" / "tiny.html"
+    html = page.read_text()
+    assert len(html) < 1_000_000  # plotly.js is served from _static, not inlined
+    assert list((site / "_static").glob("plotly-*.min.js"))
+    assert assert_figures_drawn(html, rendered_dom(page, tmp_path), page) == 1
+
+
+def test_failing_chapter_fails_with_its_cell_and_keeps_the_traceback(tiny_book):
+    chapter = tiny_book / "book" / "tiny.md"
+    chapter.write_text(CHAPTER.replace("import sys\n", "import sys\nraise RuntimeError('broken chapter')\n"))
+    with build.this_interpreter_kernel():
+        with pytest.raises(build.BookError, match="chapter tiny failed.*RuntimeError: broken chapter"):
+            build.execute_chapter("tiny", {}, root=tiny_book)
+    assert (tiny_book / "book" / "_executed" / "tiny.failed.ipynb").is_file()
+    assert not (tiny_book / "book" / "_executed" / "tiny.ipynb").exists()
+
+
+@pytest.mark.browser
+def test_built_book_draws_every_figure(tmp_path):
+    site = ROOT / "_build" / "html"
+    if not (site / "index.html").is_file():
+        pytest.skip("book not built: run `python book/build.py` first")
+    pages = [page for page in sorted(site.rglob("*.html")) if "plotly-graph-div" in page.read_text()]
+    assert {page.stem for page in pages} >= {"intro", "forward_model"}
+    for page in pages:
+        assert_figures_drawn(page.read_text(), rendered_dom(page, tmp_path), page)

@@ -1,0 +1,141 @@
+import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
+import pytest
+
+from cryoposes import plotting, rotations
+
+
+def _points(figure, name=None):
+    traces = [t for t in figure.data if isinstance(t, go.Scatter3d)]
+    if name is not None:
+        traces = [t for t in traces if t.name == name]
+    return [np.column_stack([t.x, t.y, t.z]) for t in traces]
+
+
+def test_viewing_direction_of_identity_is_plus_z():
+    assert np.allclose(plotting.viewing_directions([[1.0, 0, 0, 0]]), [[0, 0, 1]])
+
+
+def test_viewing_direction_is_third_column_and_tilt_is_polar_angle():
+    rng = np.random.default_rng(0)
+    rot, tilt, psi = rng.uniform(0, np.pi, (3, 50))
+    directions = plotting.viewing_directions(rotations.euler_to_quaternion(rot, tilt, psi))
+    assert np.allclose(directions, rotations.euler_to_matrix(rot, tilt, psi)[..., :, 2])
+    assert np.allclose(np.arccos(directions[:, 2]), tilt)
+    assert np.allclose(np.mod(np.arctan2(directions[:, 1], directions[:, 0]), 2 * np.pi), rot)
+
+
+def test_sphere_figure_has_one_point_per_pose_on_the_unit_sphere():
+    poses = rotations.random_quaternions(123, rng=1)
+    (points,) = _points(plotting.sphere_figure(poses))
+    assert points.shape == (123, 3)
+    assert np.allclose(np.linalg.norm(points, axis=1), 1.0)
+    assert np.allclose(points, plotting.viewing_directions(poses))
+
+
+def test_sphere_figure_draws_a_faint_unit_sphere():
+    figure = plotting.sphere_figure(rotations.random_quaternions(5, rng=0))
+    (surface,) = [t for t in figure.data if isinstance(t, go.Surface)]
+    radius = np.sqrt(np.asarray(surface.x) ** 2 + np.asarray(surface.y) ** 2 + np.asarray(surface.z) ** 2)
+    assert np.allclose(radius, 1.0)
+    assert surface.opacity < 0.5
+
+
+def test_sphere_figure_accepts_directions_and_normalises_them():
+    (points,) = _points(plotting.sphere_figure(np.array([[0, 0, 2.0], [3.0, 0, 0]])))
+    assert np.allclose(points, [[0, 0, 1], [1, 0, 0]])
+
+
+def test_sphere_figure_several_traces_with_shared_colour_bar():
+    true = rotations.random_quaternions(40, rng=2)
+    recovered = rotations.random_quaternions(30, rng=3)
+    error = np.linspace(0, 10, 30)
+    figure = plotting.sphere_figure(
+        {"true": true, "recovered": recovered},
+        color={"recovered": error},
+        colorbar_title="error (°)",
+    )
+    assert [len(p) for p in _points(figure, "true")] == [40]
+    assert [len(p) for p in _points(figure, "recovered")] == [30]
+    (recovered_trace,) = [t for t in figure.data if t.name == "recovered"]
+    assert np.allclose(recovered_trace.marker.color, error)
+    assert recovered_trace.marker.showscale
+    assert (recovered_trace.marker.cmin, recovered_trace.marker.cmax) == (0.0, 10.0)
+    assert recovered_trace.marker.colorbar.title.text == "error (°)"
+
+
+@pytest.mark.parametrize(
+    "poses, color, message",
+    [
+        (np.zeros((3, 5)), None, "shape"),
+        (np.ones((3, 4)) / 2, np.zeros(2), "color"),
+        ({"a": np.ones((3, 4)) / 2}, {"b": np.zeros(3)}, "unknown traces"),
+        ({"a": np.ones((3, 4)) / 2, "b": np.ones((2, 4)) / 2}, np.zeros(3), "mapping"),
+        (np.array([[0.0, 0.0, 0.0]]), None, "zero length"),
+    ],
+)
+def test_sphere_figure_rejects_bad_input(poses, color, message):
+    with pytest.raises(ValueError, match=message):
+        plotting.sphere_figure(poses, color=color)
+
+
+def test_image_grid_one_heatmap_per_image_top_row_first():
+    images = np.arange(5 * 4 * 3, dtype=np.float32).reshape(5, 4, 3)
+    figure = plotting.image_grid(images, titles=list("abcde"), columns=2)
+    heatmaps = [t for t in figure.data if isinstance(t, go.Heatmap)]
+    assert len(heatmaps) == 5
+    for heatmap, image in zip(heatmaps, images):
+        assert np.array_equal(np.asarray(heatmap.z), image)
+    assert [a.text for a in figure.layout.annotations] == list("abcde")
+    assert figure.layout.yaxis.autorange == "reversed"
+    assert heatmaps[2].xaxis == "x3" and figure.layout.yaxis3.domain[0] < figure.layout.yaxis.domain[0]
+
+
+def test_image_grid_shared_scale():
+    images = np.stack([np.zeros((2, 2)), np.ones((2, 2))])
+    own = plotting.image_grid(images)
+    shared = plotting.image_grid(images, shared_scale=True)
+    assert own.data[0].zmin is None
+    assert (shared.data[0].zmin, shared.data[1].zmax) == (0.0, 1.0)
+
+
+def test_histogram_overlays_named_series_on_common_bins():
+    figure = plotting.histogram_figure({"a": np.arange(10), "b": np.arange(5, 20)}, bins=10)
+    assert [t.name for t in figure.data] == ["a", "b"]
+    assert figure.data[0].xbins.start == figure.data[1].xbins.start == 0.0
+    assert figure.data[0].xbins.size == pytest.approx(1.9)
+
+
+def test_line_and_scatter_figures():
+    x = np.linspace(0, 1, 7)
+    lines = plotting.line_figure(x, {"sin": np.sin(x), "cos": np.cos(x)}, log_y=True)
+    assert [t.name for t in lines.data] == ["sin", "cos"]
+    assert lines.layout.yaxis.type == "log"
+    with pytest.raises(ValueError, match="shape"):
+        plotting.line_figure(x, np.zeros(3))
+    scatter = plotting.scatter_figure(np.arange(100), np.arange(100), max_points=10, identity_line=True)
+    assert len(scatter.data[0].x) == 10
+    assert np.array_equal(scatter.data[0].x, scatter.data[0].y)
+    shown = np.asarray(scatter.data[0].x)
+    assert list(scatter.data[1].x) == [shown.min(), shown.max()]
+
+
+def test_book_renderer_writes_html_without_plotlyjs_and_the_plotly_json():
+    bundle = pio.renderers[plotting.RENDERER].to_mimebundle(
+        plotting.sphere_figure(rotations.random_quaternions(3, rng=0)).to_dict()
+    )
+    assert "application/vnd.plotly.v1+json" in bundle
+    html = bundle["text/html"]
+    assert "Plotly.newPlot" in html and "plotly-graph-div" in html
+    # plotly.js itself is several MB; the book serves it once from _static instead.
+    assert len(html) < 100_000
+
+
+def test_setup_notebook_makes_the_book_renderer_the_default():
+    previous = pio.renderers.default
+    try:
+        plotting.setup_notebook()
+        assert pio.renderers.default == plotting.RENDERER
+    finally:
+        pio.renderers.default = previous
