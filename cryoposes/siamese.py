@@ -404,6 +404,7 @@ class TrainingConfig:
     epochs: int = 20
     batch_size: int = 64
     learning_rate: float = 1e-3
+    schedule: str = "cosine"
     sampling: str = "all"
     pair_fraction: float = 0.01
     patience: int = 10
@@ -508,7 +509,14 @@ def train(images, quaternions, split: dict | None = None, config: TrainingConfig
                             metadata={**(metadata or {}), "config": settings,
                                       "split": {k: np.asarray(v).tolist() for k, v in split.items()}})
     model(np.zeros((2, images.shape[1], images.shape[1], 1), np.float32))  # build (BackupAndRestore needs it)
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+    if config.schedule not in ("cosine", "constant"):
+        raise ValueError(f"unknown learning-rate schedule {config.schedule!r}; choose cosine or constant")
+    learning_rate = config.learning_rate
+    if config.schedule == "cosine":  # anneal to 1% over the planned steps
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            config.learning_rate, config.epochs * (len(split["train"]) // min(config.batch_size, len(split["train"]))),
+            alpha=0.01)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss=PairDistanceLoss(config.loss))
     training = PairBatches(images[split["train"]], quaternions[split["train"]], config.batch_size,
                            config.seed, config.augmentation, config.sampling, config.pair_fraction)

@@ -235,3 +235,23 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
     assert len(resumed.metadata["history"]["loss"]) == 3
     for a, b in zip(straight.get_weights(), resumed.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["{data}", "-o", "{tmp}/model.h5"], "must end in .keras"),
+    (["{tmp}/missing", "-o", "{tmp}/model.keras"], "does not exist"),
+    (["{data}", "-o", "{tmp}/nowhere/model.keras"], "does not exist"),
+    (["{data}", "-o", "{tmp}/model.keras", "--epochs", "0"], "--epochs must be at least 1"),
+    (["{data}", "-o", "{tmp}/model.keras", "--shift", "-1"], "--shift must be non-negative"),
+    (["{data}", "-o", "{tmp}/model.keras", "--head", "manhattan"], "invalid choice"),
+])
+def test_train_distance_cli_rejects_bad_input_with_exit_status_2(tmp_path, capsys, arguments, message):
+    from cryoposes.cli import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train-distance", *(a.format(data=data, tmp=tmp_path) for a in arguments)])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.keras"))

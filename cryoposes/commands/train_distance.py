@@ -1,0 +1,116 @@
+"""Train the Siamese distance network d_p on a particle dataset.
+
+Splits the images of DIR (read with cryoposes.particles.read_dataset) into disjoint train /
+validation / test sets (the paper's 2,512 / 838 / 1,650 proportions by default), trains on all
+pairs of each batch of training images with on-the-fly augmentation, stops early on the
+validation loss, and saves the model to MODEL.keras. The split is stored inside the model, so
+`cryoposes recover DIR --distance MODEL.keras` recovers the poses of the test images only.
+
+An interrupted run resumes from its last finished epoch when started again with the same
+arguments (state kept in MODEL.keras.backup/ until the model is written).
+
+Example:
+    cryoposes train-distance particles/ -o distance.keras --epochs 40 --snr-db -12 --seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from cryoposes.cli import UsageError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from cryoposes.siamese import HEADS, LOSSES, SAMPLINGS
+
+    parser.add_argument("dataset", metavar="DIR", help="particle dataset folder (particles.mrcs + particles.star)")
+    parser.add_argument("-o", "--output", metavar="MODEL.keras", required=True, help="where to save the model")
+    parser.add_argument("--epochs", type=int, default=50, help="maximum number of epochs (default 50)")
+    parser.add_argument("--embedding", type=int, default=64, metavar="K", help="embedding size (default 64)")
+    parser.add_argument("--head", choices=HEADS, default=HEADS[0],
+                        help="distance head: rotation = acos((3c-1)/2) (default), cosine = the paper's "
+                             "2·acos(c), euclidean = the seed's ‖e_i − e_j‖")
+    parser.add_argument("--loss", choices=LOSSES, default="mae", help="pair loss (default mae, the paper's code)")
+    parser.add_argument("--batch-size", type=int, default=128, metavar="B",
+                        help="images per step; trains on their B(B-1)/2 pairs (default 128)")
+    parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    parser.add_argument("--sampling", choices=SAMPLINGS, default="all",
+                        help="pairs trained on: all pairs of a batch (default), a fixed random fraction "
+                             "(the paper), or weights flattening the d_q histogram")
+    parser.add_argument("--pair-fraction", type=float, default=0.01, help="fraction for --sampling fraction")
+    parser.add_argument("--snr-db", type=float, default=None, metavar="X",
+                        help="add white noise at this SNR (dB) on the fly (default: none)")
+    parser.add_argument("--shift", type=float, default=0.0, metavar="PX",
+                        help="random shifts up to ± PX pixels on the fly (default 0)")
+    parser.add_argument("--ctf", action="store_true", help="apply a random CTF (defocus 1–2.5 µm) on the fly")
+    parser.add_argument("--rotate", action=argparse.BooleanOptionalAction, default=True,
+                        help="in-plane rotation augmentation with exact pose update (default on)")
+    parser.add_argument("--split", type=float, nargs=2, default=None, metavar=("TRAIN", "VALIDATION"),
+                        help="fractions of images for training and validation; the rest is test "
+                             "(default 0.5024 0.1676, the paper's 2,512 / 838 / 1,650)")
+    parser.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs (default 10)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split, weights and augmentation")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _check(args) -> Path:
+    output = Path(args.output)
+    if output.suffix != ".keras":
+        raise UsageError(f"the model file must end in .keras, got {output}")
+    if not output.parent.is_dir():
+        raise UsageError(f"output folder {output.parent} does not exist")
+    if not Path(args.dataset).is_dir():
+        raise UsageError(f"dataset folder {args.dataset} does not exist")
+    for name in ("epochs", "embedding", "batch_size", "patience"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.batch_size < 2:
+        raise UsageError("--batch-size must be at least 2 (pairs need two images)")
+    if args.shift < 0:
+        raise UsageError(f"--shift must be non-negative, got {args.shift}")
+    if not args.learning_rate > 0:
+        raise UsageError(f"--learning-rate must be positive, got {args.learning_rate}")
+    return output
+
+
+def main(args) -> int:
+    output = _check(args)
+    from cryoposes import __version__, siamese
+    from cryoposes.particles import read_dataset
+
+    dataset = read_dataset(args.dataset)
+    images = dataset.images
+    if dataset.metadata.get("snr_db") is not None and args.rotate:
+        print("note: the dataset is noisy; rotating noisy images interpolates (smooths) their noise. "
+              "Prefer a clean dataset with --snr-db, or --no-rotate.", file=sys.stderr)
+    fractions = None if args.split is None else tuple(args.split)
+    split = siamese.split_indices(len(images), fractions, seed=args.seed)
+    augmentation = siamese.Augmentation(rotate=args.rotate, ctf=args.ctf, pixel_size=float(dataset.pixel_size),
+                                        shift=args.shift, snr_db=args.snr_db)
+    config = siamese.TrainingConfig(
+        embedding=args.embedding, head=args.head, loss=args.loss, epochs=args.epochs,
+        batch_size=args.batch_size, learning_rate=args.learning_rate, sampling=args.sampling,
+        pair_fraction=args.pair_fraction, patience=args.patience, seed=args.seed,
+        augmentation=augmentation)
+    backup = output.with_name(output.name + ".backup")
+    metadata = {
+        "dataset": os.path.abspath(args.dataset),
+        "dataset_metadata": {k: v for k, v in dataset.metadata.items() if isinstance(v, (str, int, float, bool, type(None)))},
+        "command": " ".join(["cryoposes", "train-distance", *sys.argv[2:]]) if sys.argv[1:2] == ["train-distance"] else None,
+        "version": __version__,
+    }
+    model = siamese.train(images, dataset.quaternions, split, config, backup_dir=backup,
+                          progress=not args.quiet, metadata=metadata)
+    temporary = output.with_name(f".{output.stem}.partial.keras")
+    model.save(temporary)
+    os.replace(temporary, output)
+    shutil.rmtree(backup, ignore_errors=True)
+    history = model.metadata["history"]
+    best = min(history.get("val_loss", [float("nan")]))
+    print(f"saved {output}: {len(history['loss'])} epochs, best validation loss {best:.4f} ({args.loss}); "
+          f"test images: {len(split['test'])}")
+    return 0
