@@ -1,0 +1,352 @@
+"""Particle datasets on disk, in the formats the field reads: an MRC stack and a RELION STAR table.
+
+A dataset is a folder holding
+
+* ``particles.mrcs`` — the images, float32 ``(N, L, L)``, voxel size = pixel size (mrcfile);
+* ``particles.star`` — RELION 3.1 style (starfile): a ``data_optics`` block (pixel size, image size
+  and, with a CTF, voltage, spherical aberration, amplitude contrast) and a ``data_particles``
+  block with one row per image: ``rlnImageName`` (``000001@particles.mrcs``), the true pose as
+  ``rlnAngleRot``/``rlnAngleTilt``/``rlnAnglePsi`` in degrees (the convention of
+  :mod:`cryoposes.rotations`), ``rlnOriginXAngst``/``rlnOriginYAngst`` and, with a CTF,
+  ``rlnDefocusU``/``rlnDefocusV``/``rlnDefocusAngle`` (Å, degrees); plus a ``data_cryoposes``
+  block with how it was made (protein, SNR, coverage, seed …), which RELION ignores.
+
+Shifts: :func:`cryoposes.imaging.shift_images` moves a particle by ``t`` pixels; RELION's origin
+offsets point the other way (the offset that brings the particle back to the centre), so
+``rlnOriginXAngst = −t_x · pixel_size``.
+
+Writing is atomic: everything goes to a temporary folder beside the target, which is renamed into
+place at the end, so a failure leaves nothing half-written. An existing non-empty folder is
+refused unless ``overwrite=True``, which replaces it as a whole.
+
+Pose-only STAR files (:func:`write_poses`, :func:`read_poses`) hold estimated or true poses for
+``cryoposes recover`` and ``cryoposes evaluate``; :func:`read_poses` also reads a dataset's
+``particles.star``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pandas as pd
+import starfile
+
+from cryoposes.imaging import CTFParameters
+from cryoposes.rotations import euler_to_quaternion, quaternion_to_euler
+
+__all__ = [
+    "STACK_NAME",
+    "STAR_NAME",
+    "ParticleDataset",
+    "write_dataset",
+    "read_dataset",
+    "write_poses",
+    "read_poses",
+]
+
+STACK_NAME = "particles.mrcs"
+STAR_NAME = "particles.star"
+ANGLE_COLUMNS = ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
+ORIGIN_COLUMNS = ("rlnOriginXAngst", "rlnOriginYAngst")
+#: CTFParameters field → RELION column, per particle.
+CTF_PARTICLE_COLUMNS = {"defocus_u": "rlnDefocusU", "defocus_v": "rlnDefocusV", "defocus_angle": "rlnDefocusAngle"}
+#: CTFParameters field → RELION column, in the optics block when shared by all particles.
+CTF_OPTICS_COLUMNS = {
+    "voltage": "rlnVoltage",
+    "spherical_aberration": "rlnSphericalAberration",
+    "amplitude_contrast": "rlnAmplitudeContrast",
+}
+METADATA_PREFIX = "cryoposes_"
+FLOAT_FORMAT = "%.10g"
+
+
+@dataclass
+class ParticleDataset:
+    """Particle images with their true poses, shifts and CTF parameters.
+
+    ``images`` (N, L, L) float32 ``[y, x]``; ``quaternions`` (N, 4) poses; ``shifts`` (N, 2)
+    ``(t_x, t_y)`` pixels applied to each projection; ``pixel_size`` in Å; ``ctf`` per-particle
+    :class:`~cryoposes.imaging.CTFParameters` or None; ``metadata``: how the data were made
+    (str, int, float or bool values).
+    """
+
+    images: np.ndarray
+    quaternions: np.ndarray
+    shifts: np.ndarray | None = None
+    pixel_size: float = 1.0
+    ctf: CTFParameters | None = None
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.images = np.asarray(self.images, dtype=np.float32)
+        if self.images.ndim != 3 or self.images.shape[1] != self.images.shape[2]:
+            raise ValueError(f"images must be shaped (N, L, L), got {self.images.shape}")
+        count = len(self.images)
+        self.quaternions = np.asarray(self.quaternions, dtype=float)
+        if self.quaternions.shape != (count, 4):
+            raise ValueError(f"quaternions must be shaped ({count}, 4), got {self.quaternions.shape}")
+        self.shifts = np.zeros((count, 2)) if self.shifts is None else np.asarray(self.shifts, dtype=float)
+        if self.shifts.shape != (count, 2):
+            raise ValueError(f"shifts must be shaped ({count}, 2), got {self.shifts.shape}")
+        self.pixel_size = float(self.pixel_size)
+        if not np.isfinite(self.pixel_size) or self.pixel_size <= 0:
+            raise ValueError(f"pixel size must be a positive number of Å, got {self.pixel_size}")
+        if self.ctf is not None:
+            self.ctf = CTFParameters(**self.ctf.per_particle(count))
+        for name, array in (("images", self.images), ("quaternions", self.quaternions), ("shifts", self.shifts)):
+            if not np.all(np.isfinite(array)):
+                raise ValueError(f"{name} contain NaN or infinite values")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def size(self) -> int:
+        """Side of the images in pixels."""
+        return self.images.shape[-1]
+
+    def subset(self, indices) -> ParticleDataset:
+        """The particles at ``indices`` (an index array or a boolean mask), same metadata."""
+        indices = np.arange(len(self))[indices]
+        ctf = None
+        if self.ctf is not None:
+            ctf = CTFParameters(**{k: v[indices] for k, v in self.ctf.per_particle(len(self)).items()})
+        return ParticleDataset(self.images[indices], self.quaternions[indices], self.shifts[indices],
+                               self.pixel_size, ctf, dict(self.metadata))
+
+
+def _euler_degrees(quaternions) -> dict[str, np.ndarray]:
+    return dict(zip(ANGLE_COLUMNS, np.degrees(quaternion_to_euler(quaternions))))
+
+
+def _quaternions_from(table: pd.DataFrame, source) -> np.ndarray:
+    _require(table, ANGLE_COLUMNS, source)
+    angles = table[list(ANGLE_COLUMNS)].to_numpy(dtype=float)
+    if not np.all(np.isfinite(angles)):
+        rows = np.flatnonzero(~np.all(np.isfinite(angles), axis=1))
+        raise ValueError(f"{source}: Euler angles are NaN or infinite in {len(rows)} row(s), first at row {rows[0] + 1}")
+    return euler_to_quaternion(*np.radians(angles.T))
+
+
+def _require(table: pd.DataFrame, columns, source):
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ValueError(f"{source}: missing column(s) {', '.join(missing)} (found: {', '.join(table.columns)})")
+
+
+def _read_star(path) -> dict[str, pd.DataFrame | dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no STAR file at {path}")
+    try:
+        blocks = starfile.read(path, always_dict=True)
+    except Exception as error:  # starfile raises assorted parser errors
+        raise ValueError(f"{path}: not a readable STAR file ({error})") from error
+    if not blocks:
+        raise ValueError(f"{path}: no data blocks")
+    return blocks
+
+
+def _particle_table(blocks: dict, source) -> pd.DataFrame:
+    """The particles block of a RELION 3.1 file, or the only table of an older/pose-only one."""
+    if isinstance(blocks.get("particles"), pd.DataFrame):
+        return blocks["particles"]
+    tables = [block for block in blocks.values() if isinstance(block, pd.DataFrame)]
+    for table in tables:
+        if ANGLE_COLUMNS[0] in table.columns:
+            return table
+    if len(tables) == 1:
+        return tables[0]
+    raise ValueError(f"{source}: no particles table (blocks: {', '.join(blocks)})")
+
+
+def _prepare_target(directory: Path, overwrite: bool) -> None:
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"{directory} exists and is not a folder")
+    if directory.is_dir() and any(directory.iterdir()) and not overwrite:
+        raise ValueError(f"{directory} exists and is not empty; choose a new folder or overwrite it")
+
+
+def _swap_into_place(temporary: Path, directory: Path) -> None:
+    """Rename ``temporary`` to ``directory``; an existing ``directory`` is replaced as a whole."""
+    if directory.exists():
+        retired = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
+        os.rename(directory, retired / directory.name)
+        os.rename(temporary, directory)
+        shutil.rmtree(retired)
+    else:
+        os.rename(temporary, directory)
+
+
+def write_dataset(dataset: ParticleDataset, directory, overwrite: bool = False) -> Path:
+    """Write ``dataset`` to ``directory/particles.mrcs`` and ``directory/particles.star``,
+    atomically (see the module docstring). Returns the folder."""
+    directory = Path(directory)
+    _prepare_target(directory, overwrite)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    try:
+        with mrcfile.new(temporary / STACK_NAME) as stack:
+            stack.set_data(dataset.images)
+            stack.set_image_stack()
+            stack.voxel_size = dataset.pixel_size
+        starfile.write(_star_blocks(dataset), temporary / STAR_NAME, float_format=FLOAT_FORMAT)
+        _prepare_target(directory, overwrite)  # still free after the (long) write?
+        _swap_into_place(temporary, directory)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return directory
+
+
+def _star_blocks(dataset: ParticleDataset) -> dict:
+    count = len(dataset)
+    optics = {
+        "rlnOpticsGroup": [1],
+        "rlnOpticsGroupName": ["opticsGroup1"],
+        "rlnImagePixelSize": [dataset.pixel_size],
+        "rlnImageSize": [dataset.size],
+        "rlnImageDimensionality": [2],
+    }
+    particles = {"rlnImageName": [f"{i + 1:06d}@{STACK_NAME}" for i in range(count)]}
+    particles.update(_euler_degrees(dataset.quaternions))
+    particles["rlnOriginXAngst"] = -dataset.shifts[:, 0] * dataset.pixel_size
+    particles["rlnOriginYAngst"] = -dataset.shifts[:, 1] * dataset.pixel_size
+    if dataset.ctf is not None:
+        values = dataset.ctf.per_particle(count)
+        for name, column in CTF_PARTICLE_COLUMNS.items():
+            particles[column] = values[name]
+        for name, column in CTF_OPTICS_COLUMNS.items():
+            if np.all(values[name] == values[name][0]):
+                optics[column] = [values[name][0]]
+            else:
+                particles[column] = values[name]
+    particles["rlnOpticsGroup"] = np.ones(count, dtype=int)
+    blocks = {"optics": pd.DataFrame(optics), "particles": pd.DataFrame(particles)}
+    metadata = {}
+    for key, value in dataset.metadata.items():
+        if value is None:
+            continue  # absent means None
+        if not isinstance(value, (str, int, float, bool, np.integer, np.floating, np.bool_)):
+            raise ValueError(f"metadata {key!r} must be a string, number or boolean, got {type(value).__name__}")
+        metadata[METADATA_PREFIX + key] = value.item() if isinstance(value, np.generic) else value
+    if metadata:
+        blocks["cryoposes"] = metadata
+    return blocks
+
+
+def read_dataset(directory) -> ParticleDataset:
+    """Read a folder written by :func:`write_dataset` (or any RELION particle stack of one
+    ``.mrcs`` file next to a ``particles.star``)."""
+    directory = Path(directory)
+    star_path = directory / STAR_NAME
+    if not directory.is_dir():
+        raise FileNotFoundError(f"no dataset folder at {directory}")
+    blocks = _read_star(star_path)
+    table = _particle_table(blocks, star_path)
+    _require(table, ("rlnImageName",), star_path)
+    quaternions = _quaternions_from(table, star_path)
+    optics = blocks.get("optics")
+    optics_row = optics.iloc[0] if isinstance(optics, pd.DataFrame) and len(optics) else pd.Series(dtype=object)
+    if isinstance(optics, pd.DataFrame) and len(optics) > 1:
+        raise ValueError(f"{star_path}: several optics groups are not supported")
+
+    def column(name, default=None):
+        if name in table.columns:
+            return table[name].to_numpy(dtype=float)
+        if name in optics_row.index:
+            return np.full(len(table), float(optics_row[name]))
+        return default
+
+    pixel_size = column("rlnImagePixelSize")
+    if pixel_size is None:
+        raise ValueError(f"{star_path}: missing column rlnImagePixelSize (particles or optics block)")
+    shifts = np.zeros((len(table), 2))
+    for axis, name in enumerate(ORIGIN_COLUMNS):
+        origin = column(name)
+        if origin is not None:
+            shifts[:, axis] = -origin / pixel_size
+    ctf = None
+    if all(c in table.columns for c in CTF_PARTICLE_COLUMNS.values()):
+        values = {name: column(c) for name, c in CTF_PARTICLE_COLUMNS.items()}
+        for name, c in CTF_OPTICS_COLUMNS.items():
+            value = column(c)
+            if value is None:
+                raise ValueError(f"{star_path}: defocus columns without {c}")
+            values[name] = value
+        ctf = CTFParameters(**values)
+
+    images = _read_images(directory, table["rlnImageName"], star_path)
+    metadata = {}
+    extra = blocks.get("cryoposes")
+    if isinstance(extra, dict):
+        for key, value in extra.items():
+            if key.startswith(METADATA_PREFIX):
+                metadata[key[len(METADATA_PREFIX):]] = {"True": True, "False": False}.get(value, value) \
+                    if isinstance(value, str) else value
+    if not np.allclose(pixel_size, pixel_size[0]):
+        raise ValueError(f"{star_path}: particles with different pixel sizes are not supported")
+    return ParticleDataset(images, quaternions, shifts, float(pixel_size[0]), ctf, metadata)
+
+
+def _read_images(directory: Path, names: pd.Series, source) -> np.ndarray:
+    indices, files = [], set()
+    for name in names.astype(str):
+        index, _, file = name.partition("@")
+        if not file or not index.isdigit() or int(index) < 1:
+            raise ValueError(f"{source}: rlnImageName {name!r} is not of the form 000001@stack.mrcs")
+        indices.append(int(index) - 1)
+        files.add(file)
+    if len(files) != 1:
+        raise ValueError(f"{source}: images come from {len(files)} stacks; one is supported")
+    stack_path = directory / files.pop()
+    if not stack_path.is_file():
+        raise FileNotFoundError(f"{source} names the stack {stack_path}, which does not exist")
+    with mrcfile.open(stack_path, permissive=False) as stack:
+        data = np.asarray(stack.data, dtype=np.float32)
+    if data.ndim == 2:
+        data = data[None]
+    if max(indices) >= len(data):
+        raise ValueError(f"{source}: image {max(indices) + 1} requested but {stack_path} holds {len(data)}")
+    return data[np.asarray(indices)]
+
+
+def write_poses(path, quaternions, image_names=None) -> Path:
+    """Write poses (N, 4) to a RELION STAR file (``data_particles``: ``rlnAngleRot``/``Tilt``/
+    ``Psi`` in degrees, optionally ``rlnImageName``), atomically."""
+    path = Path(path)
+    quaternions = np.asarray(quaternions, dtype=float)
+    if quaternions.ndim != 2 or quaternions.shape[1] != 4:
+        raise ValueError(f"quaternions must be shaped (N, 4), got {quaternions.shape}")
+    if not np.all(np.isfinite(quaternions)):
+        raise ValueError("quaternions contain NaN or infinite values")
+    table = {}
+    if image_names is not None:
+        if len(image_names) != len(quaternions):
+            raise ValueError(f"{len(image_names)} image names for {len(quaternions)} poses")
+        table["rlnImageName"] = list(image_names)
+    table.update(_euler_degrees(quaternions))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    os.close(handle)
+    try:
+        starfile.write({"particles": pd.DataFrame(table)}, temporary, float_format=FLOAT_FORMAT)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_poses(path) -> np.ndarray:
+    """Poses (N, 4) from a STAR file with ``rlnAngleRot``/``Tilt``/``Psi`` in degrees (a pose
+    file of :func:`write_poses` or a dataset's ``particles.star``); NaN and missing columns are
+    errors naming the file."""
+    blocks = _read_star(path)
+    return _quaternions_from(_particle_table(blocks, path), path)
