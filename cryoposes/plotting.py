@@ -209,7 +209,8 @@ def image_grid(
     """Images (N, H, W), indexed [y, x], as a grid of heatmaps with ``y`` pointing down.
 
     Each image gets its own grey scale unless ``shared_scale`` (then one scale for all, e.g.
-    to compare intensities). Hovering shows the pixel and its value.
+    to compare intensities). Hovering shows the pixel and its value. Titles may break lines
+    with ``<br>``.
     """
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 3 or len(images) == 0:
@@ -242,6 +243,7 @@ def image_grid(
             row=row + 1,
             col=column + 1,
         )
+    figure.update_annotations(font_size=11)
     figure.update_xaxes(showticklabels=False, constrain="domain")
     figure.update_yaxes(showticklabels=False, autorange="reversed", constrain="domain")
     for index in range(count):
