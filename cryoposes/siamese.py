@@ -51,6 +51,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -82,6 +83,9 @@ __all__ = [
     "load_split",
     "embed",
     "distance_matrix",
+    "distance_errors",
+    "recover_from_distances",
+    "experiment",
 ]
 
 #: Distance heads, the default first.
@@ -281,7 +285,7 @@ class Augmentation:
 
             if self.ctf:
                 defocus = rng.uniform(*self.defocus_um, count) * 1e4  # µm → Å
-                images = imaging.apply_ctf(images, imaging.ctf_parameters(defocus), self.pixel_size)
+                images = imaging.apply_ctf(images, imaging.CTFParameters(defocus, defocus), self.pixel_size)
             if self.shift > 0:
                 images = imaging.shift_images(images, rng.uniform(-self.shift, self.shift, (count, 2)))
             if self.snr_db is not None:
@@ -580,3 +584,113 @@ def distance_matrix(model_or_path, images, batch_size: int = 256) -> np.ndarray:
     embeddings = embed(model, images, batch_size)
     distances = pairwise_head(embeddings, embeddings, model.head)
     return (distances + distances.T) / 2.0
+
+
+def distance_errors(distances, quaternions) -> dict:
+    """How far learned distances (N, N) are from the true d_q of ``quaternions`` (N, 4), over
+    pairs i < j: mean, median and root-mean-square absolute error in degrees, and the Pearson
+    correlation."""
+    quaternions = np.asarray(quaternions, dtype=float)
+    upper = np.triu_indices(len(quaternions), 1)
+    predicted = np.asarray(distances, dtype=float)[upper]
+    true = rotations.pairwise_geodesic_distances(quaternions)[upper]
+    error = np.degrees(np.abs(predicted - true))
+    return {
+        "pairs": int(len(error)),
+        "mean_deg": float(error.mean()),
+        "median_deg": float(np.median(error)),
+        "rms_deg": float(np.sqrt(np.mean(error ** 2))),
+        "correlation": float(np.corrcoef(predicted, true)[0, 1]),
+    }
+
+
+def recover_from_distances(distances, true_quaternions, init: str = "spectral", symmetry: str = "C1",
+                           seed: int = 0, progress: bool = False, **options) -> dict:
+    """Recover poses from a distance matrix with :func:`cryoposes.recovery.fit_poses` and score
+    them against the truth.
+
+    Returns the recovered quaternions, the O(4) and physical alignments
+    (:mod:`cryoposes.alignment`; median and mean errors in degrees), and the seed report's
+    Table 1 losses before (at the start) and after recovery (``eq6`` recovery loss on the
+    distances, ``eq7`` ground-truth loss, ``eq8`` rotation loss in radians).
+    """
+    from cryoposes import alignment, recovery
+
+    true_quaternions = np.asarray(true_quaternions, dtype=float)
+    result = recovery.fit_poses(distances, init=init, seed=seed, true_quaternions=true_quaternions,
+                                progress=progress, **options)
+    o4 = alignment.align_o4(true_quaternions, result.quaternions, symmetry=symmetry)
+    physical = alignment.align_physical(true_quaternions, result.quaternions, symmetry=symmetry)
+    return {
+        "init": init,
+        "quaternions": result.quaternions,
+        "o4": o4,
+        "physical": physical,
+        "losses_before": alignment.seed_losses(true_quaternions, result.initial, distances, seed=seed),
+        "losses_after": alignment.seed_losses(true_quaternions, result.quaternions, distances, seed=seed),
+        "history": result.history,
+        "seconds": float(result.history["time"][-1]) if result.history.get("time") else 0.0,
+    }
+
+
+def experiment(protein: str = "5j0n", n: int = 5000, size: int = 64, coverage: str = "full",
+               snr_db: float | None = None, config: TrainingConfig | None = None,
+               inits=("spectral",), recovery_steps: int = 3000, symmetry: str = "C1", seed: int = 0,
+               progress: bool = False) -> dict:
+    """The whole Phase 2.2 pipeline on simulated data, from a density map to scored poses.
+
+    Projects ``protein`` (a :func:`cryoposes.volumes.load_protein` name, ``size`` px) at ``n``
+    poses uniform in ``coverage``; splits the images (paper proportions); trains the distance
+    network on the clean training images, with noise at ``snr_db`` added on the fly if given
+    (``config.augmentation.snr_db`` is set from it); adds one fixed noise draw at ``snr_db`` to
+    the test images; computes their learned distance matrix; recovers their poses from it for
+    each start in ``inits`` and scores them (:func:`recover_from_distances`). Returns a dict of
+    arrays, the model and timings (seconds).
+    """
+    from cryoposes import imaging, projection, volumes
+
+    config = config or TrainingConfig()
+    config.augmentation.snr_db = snr_db
+    if config.augmentation.ctf:
+        raise ValueError("experiment() simulates without CTF; train with the CLI on a CTF dataset instead")
+    rng = np.random.default_rng([seed, 11])
+    timings = {}
+    start = time.perf_counter()
+    volume = volumes.load_protein(protein, box=size)
+    quaternions = rotations.sample_coverage(n, coverage, rng)
+    images = projection.project(volume, quaternions)
+    timings["simulate"] = time.perf_counter() - start
+    split = split_indices(n, seed=seed)
+    start = time.perf_counter()
+    model = train(images, quaternions, split, config, progress=progress,
+                  metadata={"protein": protein, "size": size, "coverage": coverage, "snr_db": snr_db})
+    timings["train"] = time.perf_counter() - start
+    test = split["test"]
+    test_images = images[test] if snr_db is None else imaging.add_noise(images[test], snr_db, rng)
+    start = time.perf_counter()
+    distances = distance_matrix(model, test_images)
+    timings["distance_matrix"] = time.perf_counter() - start
+    subsets = {}
+    for name in ("train", "validation"):
+        chosen = split[name][:len(test)]
+        subset_images = images[chosen] if snr_db is None else imaging.add_noise(images[chosen], snr_db, rng)
+        subsets[name] = (distance_matrix(model, subset_images), quaternions[chosen])
+    subsets["test"] = (distances, quaternions[test])
+    recoveries = {}
+    for init in inits:
+        start = time.perf_counter()
+        recoveries[init] = recover_from_distances(distances, quaternions[test], init=init, symmetry=symmetry,
+                                                  seed=seed, steps=recovery_steps, progress=progress)
+        timings[f"recover_{init}"] = time.perf_counter() - start
+    return {
+        "model": model,
+        "quaternions": quaternions,
+        "images": images,
+        "split": split,
+        "test_images": test_images,
+        "distances": distances,
+        "subsets": subsets,
+        "distance_errors": {name: distance_errors(*pair) for name, pair in subsets.items()},
+        "recoveries": recoveries,
+        "timings": timings,
+    }

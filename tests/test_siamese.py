@@ -255,3 +255,17 @@ def test_train_distance_cli_rejects_bad_input_with_exit_status_2(tmp_path, capsy
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert not list(tmp_path.glob("*.keras"))
+
+
+def test_augmentation_adds_noise_at_the_snr_and_keeps_poses_without_rotation():
+    images, quaternions = _synthetic(n=32)
+    clean = np.zeros_like(images)
+    clean[:, 12:20, 12:20] = images[:, 12:20, 12:20]
+    augmentation = siamese.Augmentation(snr_db=-10.0, shift=2.0, ctf=True, pixel_size=3.0)
+    noisy, poses = augmentation(clean, quaternions, np.random.default_rng(0))
+    assert noisy.shape == clean.shape and noisy.dtype == np.float32
+    np.testing.assert_array_equal(poses, quaternions)
+    # The same draws without noise: the signal the SNR refers to (after CTF and shifts).
+    signal, _ = siamese.Augmentation(shift=2.0, ctf=True, pixel_size=3.0)(clean, quaternions, np.random.default_rng(0))
+    assert np.var(noisy - signal) == pytest.approx(np.var(signal) * 10.0, rel=0.05)
+    assert not np.allclose(signal, clean, atol=1e-3)
