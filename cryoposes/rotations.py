@@ -336,6 +336,8 @@ def asymmetric_unit(q, symmetry: str):
     candidates = quaternion_multiply(group[:, None, :], q[None, :, :])
     view = quaternion_to_matrix(candidates)[..., :, 2]
     azimuth = np.mod(np.arctan2(view[..., 1], view[..., 0]), 2 * np.pi)
-    score = np.round(view[..., 2], 9) * 1e3 - azimuth
-    best = np.argmax(score, axis=0)
+    # Lexicographic: the highest copies (equal up to rounding), then the smallest azimuth among
+    # them. A weighted sum of the two mixes units and fails near the equator.
+    highest = view[..., 2] >= view[..., 2].max(axis=0) - 1e-9
+    best = np.argmin(np.where(highest, azimuth, np.inf), axis=0)
     return canonical(candidates[best, np.arange(len(q))])

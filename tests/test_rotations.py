@@ -213,6 +213,15 @@ def test_asymmetric_unit_picks_one_copy_per_orbit():
     assert np.all(rt.quaternion_to_matrix(reduced)[:, 2, 2] >= -1e-12)
 
 
+def test_asymmetric_unit_of_d2_is_the_quarter_z_and_y_nonnegative_even_near_the_equator():
+    rng = np.random.default_rng(3)
+    rot, psi = rng.uniform(0, 2 * np.pi, (2, 500))
+    tilt = np.pi / 2 + rng.uniform(-1e-3, 1e-3, 500)
+    q = np.concatenate([rt.euler_to_quaternion(rot, tilt, psi), rt.random_quaternions(500, 4)])
+    view = rt.quaternion_to_matrix(rt.asymmetric_unit(q, "D2"))[:, :, 2]
+    assert np.all(view[:, 2] >= -1e-9) and np.all(view[:, 1] >= -1e-9)
+
+
 def test_invalid_quaternions_are_rejected():
     with pytest.raises(ValueError, match="NaN"):
         rt.quaternion_to_matrix([np.nan, 0, 0, 1])
