@@ -1,0 +1,168 @@
+"""Simulated datasets and the `cryoposes simulate` command."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cryoposes import cli, imaging, particles, projection, simulation, volumes
+from cryoposes.rotations import in_coverage
+
+
+@pytest.fixture(scope="module")
+def noisy():
+    return simulation.simulate("5j0n", 40, 32, coverage="half", snr_db=-6.0, shift=3.0, ctf=True, seed=5,
+                               progress=False)
+
+
+def test_same_seed_same_dataset(noisy):
+    again = simulation.simulate("5j0n", 40, 32, coverage="half", snr_db=-6.0, shift=3.0, ctf=True, seed=5,
+                                progress=False)
+    np.testing.assert_array_equal(again.images, noisy.images)
+    np.testing.assert_array_equal(again.quaternions, noisy.quaternions)
+    other = simulation.simulate("5j0n", 40, 32, coverage="half", snr_db=-6.0, shift=3.0, ctf=True, seed=6,
+                                progress=False)
+    assert not np.allclose(other.quaternions, noisy.quaternions)
+
+
+def test_the_images_are_the_forward_model_of_the_stored_parameters(noisy):
+    clean = simulation.simulate("5j0n", 40, 32, coverage="half", shift=3.0, ctf=True, seed=5, progress=False)
+    # Only the noise stage differs: poses, shifts and CTFs are drawn from their own generators.
+    np.testing.assert_array_equal(clean.quaternions, noisy.quaternions)
+    np.testing.assert_array_equal(clean.shifts, noisy.shifts)
+    np.testing.assert_array_equal(clean.ctf.defocus_u, noisy.ctf.defocus_u)
+    volume = volumes.load_protein("5j0n", box=32)
+    expected = projection.project(volume, clean.quaternions, method="fourier")
+    expected = imaging.apply_ctf(imaging.shift_images(expected, clean.shifts), clean.ctf, volume.voxel_size)
+    expected = (expected - expected.mean()) / expected.std()
+    np.testing.assert_allclose(clean.images, expected, atol=1e-4)
+    assert clean.images.mean() == pytest.approx(0.0, abs=1e-5)
+    assert clean.images.var() == pytest.approx(1.0, rel=1e-4)
+    assert clean.pixel_size == pytest.approx(volume.voxel_size)
+    # The noise has the requested SNR (clean variance / noise variance = 1 / noise variance).
+    noise = noisy.images - clean.images
+    assert imaging.snr_to_db(1.0 / noise.var()) == pytest.approx(-6.0, abs=0.1)
+    assert noisy.metadata["noise_variance"] == pytest.approx(10 ** 0.6, rel=1e-6)
+
+
+def test_draws_follow_their_ranges(noisy):
+    assert np.all(in_coverage(noisy.quaternions, "half"))
+    assert np.all(np.hypot(*noisy.shifts.T) <= 3.0)
+    low, high = simulation.CTF_RANGES["defocus_u"]
+    assert np.all((noisy.ctf.defocus_u >= low) & (noisy.ctf.defocus_u <= high))
+    assert np.all(noisy.ctf.defocus_v <= noisy.ctf.defocus_u)
+    assert noisy.metadata == {"protein": "5j0n", "symmetry": "C1", "n": 40, "size": 32, "coverage": "half",
+                              "snr_db": -6.0, "shift": 3.0, "ctf": True, "seed": 5,
+                              "noise_variance": pytest.approx(10 ** 0.6)}
+
+
+def test_random_shifts_fill_the_disk_uniformly():
+    shifts = simulation.random_shifts(20000, 4.0, rng=0)
+    radius = np.hypot(*shifts.T)
+    assert radius.max() <= 4.0
+    # Uniform in the disk: P(r < R/2) = 1/4.
+    assert np.mean(radius < 2.0) == pytest.approx(0.25, abs=0.015)
+
+
+def test_a_volume_can_be_given():
+    axis = np.arange(24) - 12
+    z, y, x = np.meshgrid(axis, axis, axis, indexing="ij")
+    blob = volumes.Volume(np.exp(-((x - 3) ** 2 + y**2 + (z + 2) ** 2) / 8.0).astype(np.float32), 2.0)
+    dataset = simulation.simulate(blob, 5, 16, seed=0, progress=False)
+    assert dataset.images.shape == (5, 16, 16)
+    assert dataset.pixel_size == pytest.approx(3.0)  # resampled from 24 to 16 voxels
+    assert dataset.metadata["protein"] == "custom"
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"n": 0}, "positive"),
+        ({"size": 4}, "at least 8"),
+        ({"coverage": "north"}, "coverage"),
+        ({"snr_db": float("nan")}, "finite"),
+        ({"shift": -1.0}, "shift"),
+        ({"shift": 20.0}, "shift"),
+        ({"seed": -3}, "seed"),
+        ({"protein": "6abc"}, "unknown protein"),
+    ],
+)
+def test_bad_arguments(kwargs, message):
+    arguments = {"protein": "5j0n", "n": 4, "size": 16, "progress": False} | kwargs
+    with pytest.raises(ValueError, match=message):
+        simulation.simulate(**arguments)
+
+
+def test_command_writes_a_dataset(tmp_path, capsys):
+    folder = tmp_path / "data"
+    code = cli.main(["simulate", "5j0n", "-n", "12", "--size", "16", "--coverage", "quarter", "--snr-db", "-12",
+                     "--shift", "2", "--ctf", "--seed", "4", "-o", str(folder), "--quiet"])
+    assert code == 0
+    assert "wrote 12 particles" in capsys.readouterr().out
+    dataset = particles.read_dataset(folder)
+    expected = simulation.simulate("5j0n", 12, 16, coverage="quarter", snr_db=-12.0, shift=2.0, ctf=True, seed=4,
+                                   progress=False)
+    np.testing.assert_array_equal(dataset.images, expected.images)
+    np.testing.assert_allclose(dataset.shifts, expected.shifts, atol=1e-8)
+    assert dataset.metadata["snr_db"] == -12.0 and dataset.metadata["coverage"] == "quarter"
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["-n", "0", "--size", "16"], "-n must be a positive"),
+        (["-n", "5", "--size", "0"], "--size must be at least"),
+        (["-n", "5", "--size", "16", "--shift", "-1"], "--shift"),
+        (["-n", "five", "--size", "16"], "invalid int value"),
+        (["-n", "5", "--size", "16", "--coverage", "north"], "invalid choice"),
+    ],
+)
+def test_command_refuses_bad_arguments(tmp_path, capsys, arguments, message):
+    folder = tmp_path / "data"
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["simulate", "5j0n", *arguments, "--seed", "0", "-o", str(folder), "--quiet"])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_command_refuses_an_unknown_protein(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["simulate", "6abc", "-n", "5", "--size", "16", "--seed", "0", "-o", str(tmp_path / "d")])
+    assert exit_info.value.code == 2
+    assert "unknown protein '6abc'; known proteins: 5a1a, 5j0n" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_command_keeps_an_existing_folder_unless_forced(tmp_path, capsys):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    arguments = ["simulate", "5j0n", "-n", "4", "--size", "16", "--seed", "0", "-o", str(folder), "--quiet"]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(arguments)
+    assert exit_info.value.code == 2
+    assert "--force" in capsys.readouterr().err
+    assert [p.name for p in folder.iterdir()] == ["notes.txt"]
+    assert cli.main([*arguments, "--force"]) == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["particles.mrcs", "particles.star"]
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]
+
+
+def test_command_runs_as_a_program(tmp_path):
+    folder = tmp_path / "data"
+    environment = dict(os.environ)
+    result = subprocess.run([sys.executable, "-m", "cryoposes", "simulate", "5j0n", "-n", "6", "--size", "16",
+                             "--seed", "1", "-o", str(folder)], capture_output=True, text=True, env=environment,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "projecting" in result.stderr  # the progress bar
+    assert len(particles.read_dataset(folder)) == 6
+    bad = subprocess.run([sys.executable, "-m", "cryoposes", "simulate", "5j0n", "-n", "-6", "--size", "16",
+                          "--seed", "1", "-o", str(tmp_path / "bad")], capture_output=True, text=True,
+                         env=environment, timeout=300)
+    assert bad.returncode == 2
+    assert "-n must be a positive" in bad.stderr
+    assert not (tmp_path / "bad").exists()
