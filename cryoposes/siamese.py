@@ -81,6 +81,7 @@ __all__ = [
     "set_seed",
     "load",
     "load_split",
+    "test_indices",
     "embed",
     "distance_matrix",
     "distance_errors",
@@ -559,6 +560,18 @@ def load_split(model_or_path) -> dict:
     if split is None:
         raise ValueError("this distance model has no stored image split")
     return {key: np.asarray(value, dtype=int) for key, value in split.items()}
+
+
+def test_indices(model_or_path, n_images: int) -> np.ndarray:
+    """Indices of the test images (never trained or validated on) of the dataset the model was
+    trained on, checked against that dataset's size ``n_images``: what ``cryoposes recover DIR
+    --distance MODEL.keras`` recovers."""
+    split = load_split(model_or_path)
+    total = sum(len(indices) for indices in split.values())
+    if total != n_images:
+        raise ValueError(f"the distance model was trained on a dataset of {total} images, this one has "
+                         f"{n_images}: give the dataset it was trained on")
+    return split["test"]
 
 
 def embed(model_or_path, images, batch_size: int = 256) -> np.ndarray:

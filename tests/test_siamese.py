@@ -166,6 +166,13 @@ def test_training_records_history_and_split(trained):
     assert sum(len(v) for v in split.values()) == len(images)
 
 
+def test_test_indices_check_the_dataset_size(trained):
+    model, path, images, _ = trained
+    np.testing.assert_array_equal(siamese.test_indices(path, len(images)), model.metadata["split"]["test"])
+    with pytest.raises(ValueError, match="trained on a dataset of 96 images"):
+        siamese.test_indices(path, 50)
+
+
 def test_save_and_load_give_identical_distances(trained):
     model, path, images, _ = trained
     loaded = keras.models.load_model(path)
@@ -269,3 +276,23 @@ def test_augmentation_adds_noise_at_the_snr_and_keeps_poses_without_rotation():
     signal, _ = siamese.Augmentation(shift=2.0, ctf=True, pixel_size=3.0)(clean, quaternions, np.random.default_rng(0))
     assert np.var(noisy - signal) == pytest.approx(np.var(signal) * 10.0, rel=0.05)
     assert not np.allclose(signal, clean, atol=1e-3)
+
+
+def test_train_distance_cli_saves_a_model_with_its_split(tmp_path, volume_5j0n_32):
+    from cryoposes.cli import main
+    from cryoposes.particles import ParticleDataset, write_dataset
+    from cryoposes.projection import project
+
+    quaternions = rotations.random_quaternions(80, np.random.default_rng(8))
+    write_dataset(ParticleDataset(project(volume_5j0n_32, quaternions), quaternions, pixel_size=4.0,
+                                  metadata={"protein": "5j0n"}), tmp_path / "particles")
+    output = tmp_path / "distance.keras"
+    status = main(["train-distance", str(tmp_path / "particles"), "-o", str(output), "--epochs", "1",
+                   "--embedding", "8", "--batch-size", "16", "--shift", "1", "--snr-db", "0", "--seed", "2", "--quiet"])
+    assert status == 0 and output.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["distance.keras", "particles"]  # no backup or partial file
+    test = siamese.test_indices(output, 80)
+    assert len(test) == 80 - 40 - 13
+    model = siamese.load(output)
+    assert model.metadata["config"]["augmentation"]["snr_db"] == 0 and model.metadata["dataset_metadata"]["protein"] == "5j0n"
+    assert siamese.distance_matrix(model, project(volume_5j0n_32, quaternions[test])).shape == (len(test), len(test))
