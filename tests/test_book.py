@@ -198,7 +198,15 @@ def test_figures_the_book_would_drop_are_refused(tmp_path):
 
 @pytest.mark.slow
 def test_tiny_book_executes_with_profile_and_draws_its_figure_offline(tiny_book, tmp_path, monkeypatch):
-    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "no-kernels-here"))
+    # A user-level kernel "python3" running another interpreter must not be the one used.
+    user_kernel = tmp_path / "user-data" / "kernels" / "python3"
+    user_kernel.mkdir(parents=True)
+    (user_kernel / "kernel.json").write_text(
+        json.dumps({"argv": ["/nonexistent/python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                    "display_name": "elsewhere", "language": "python"})
+    )
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "user-data"))
+    monkeypatch.delenv("JUPYTER_PATH", raising=False)
     with build.this_interpreter_kernel():
         executed = build.execute_chapter("tiny", {"n_poses": 7, "title": "from the profile"}, root=tiny_book)
     notebook = json.loads(executed.read_text())
