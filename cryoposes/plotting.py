@@ -221,12 +221,16 @@ def image_grid(
         raise ValueError(f"{len(titles)} titles for {count} images")
     columns = min(count, columns or 6)
     rows = -(-count // columns)
+    # Layout in pixels: each row of panels has its titles (lines of ~15 px) above it.
+    title_lines = max(str(t).count("<br>") + 1 for t in titles) if any(titles) else 0
+    gap = 15 * title_lines + 6
+    plot_height = rows * panel_size + (rows - 1) * gap
     figure = make_subplots(
         rows=rows,
         cols=columns,
         subplot_titles=titles,
         horizontal_spacing=0.01,
-        vertical_spacing=0.02 + (0.06 if any(titles) else 0.0) / rows,
+        vertical_spacing=gap / plot_height if rows > 1 else 0.0,
     )
     low, high = (float(images.min()), float(images.max())) if shared_scale else (None, None)
     for index, image in enumerate(images):
@@ -249,10 +253,11 @@ def image_grid(
     for index in range(count):
         suffix = "" if index == 0 else str(index + 1)
         figure.layout[f"yaxis{suffix}"].scaleanchor = f"x{suffix}"
+    top = 10 + (30 if title else 0) + 15 * title_lines
     figure.update_layout(
-        title=title,
-        height=rows * panel_size + (60 if title else 20) + (20 * rows if any(titles) else 0),
-        margin={"l": 10, "r": 10, "b": 10, "t": 50 if title else 30},
+        title={"text": title, "y": 1.0, "yanchor": "top", "pad": {"t": 10}} if title else None,
+        height=plot_height + top + 10,
+        margin={"l": 10, "r": 10, "b": 10, "t": top},
     )
     return figure
 
