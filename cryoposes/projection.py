@@ -21,8 +21,9 @@ Two projectors compute it:
   spectrum of the projection at pose ``R`` is the volume's 3-D spectrum on the central plane
   ``R · (k_x, k_y, 0)``; finufft's type-2 non-uniform FFT evaluates it (on the half plane
   ``k_x ≥ 0``, since projections are real, and inside the Nyquist circle), then ``irfft2`` on a
-  grid 1.5× the image size (so nothing wraps around into the image) and a crop give the image.
-  A whole batch of slices is one NUFFT, float32/complex64 throughout.
+  grid 1.5× the image size (so no density wraps around into the image) and a crop give the
+  image. A whole batch of slices is one NUFFT, float32/complex64 throughout. Against the
+  reference below: ≈ 0.5% relative error on 5j0n at 64³, < 0.1% at 128³.
 * ``method="astra"``: ASTRA's ``parallel3d_vec`` GPU forward projector (a ray-driven line integral
   of the trilinear interpolant), used only when ``astra.use_cuda()`` is true — on a machine
   without a GPU every ASTRA 3-D call kills the process with SIGFPE, which no ``try``/``except``
@@ -49,11 +50,16 @@ __all__ = ["METHODS", "project", "project_reference", "cuda_available", "upsampl
 #: Projector names accepted by :func:`project`.
 METHODS = ("auto", "fourier", "astra")
 
-#: Relative tolerance of the NUFFT evaluating the central slices (complex64). Its error is far
-#: below the projector's 0.3% disagreement with the reference, which comes from discretisation.
+#: Relative tolerance of the NUFFT evaluating the central slices (complex64).
 TOLERANCE = 1e-3
+#: finufft's oversampling of the volume's grid: 1.25 instead of its default 2 makes the FFT it
+#: repeats on every call 4× smaller, for a slightly wider interpolation kernel.
+NUFFT_UPSAMPLING = 1.25
 #: Size of the inverse-FFT grid of each projection, in units of L (see ``_FourierProjector``).
 OUTPUT_PADDING = 1.5
+#: Slice points per NUFFT call when ``batch_size`` is not given (each call repeats one FFT of the
+#: oversampled volume, so large batches pay it less often; ~250 MB of work arrays).
+POINTS_PER_BATCH = 2**23
 
 
 def _volume_array(volume) -> np.ndarray:
@@ -84,12 +90,17 @@ def cuda_available() -> bool:
     return bool(astra.use_cuda())
 
 
-def project(volume, quaternions, method: str = "auto", batch_size: int = 256, progress: bool = False):
+def project(volume, quaternions, method: str = "auto", batch_size: int | None = None, progress: bool = False):
     """Projections ``(N, L, L)`` float32 of ``volume`` (``L³`` array or ``Volume``) at the poses
-    ``quaternions`` (N, 4); see the module docstring for the convention and the methods."""
+    ``quaternions`` (N, 4); see the module docstring for the convention and the methods.
+
+    ``batch_size`` images are projected at a time (default: as many as fit
+    :data:`POINTS_PER_BATCH` slice points for the Fourier projector, 256 for ASTRA);
+    ``progress`` shows a tqdm bar over the batches.
+    """
     if method not in METHODS:
         raise ValueError(f"unknown projection method {method!r}; choose one of {METHODS}")
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     data = _volume_array(volume)
     rotations = _rotation_matrices(quaternions)
@@ -99,8 +110,10 @@ def project(volume, quaternions, method: str = "auto", batch_size: int = 256, pr
         if not cuda_available():
             raise ValueError("method='astra' needs a CUDA GPU (astra.use_cuda() is False); use 'fourier'")
         projector = _astra_projector(data)
+        batch_size = batch_size or 256
     else:
         projector = _FourierProjector(data)
+        batch_size = batch_size or max(1, POINTS_PER_BATCH // len(projector.slice_index))
     length = data.shape[0]
     images = np.empty((len(rotations), length, length), dtype=np.float32)
     starts = range(0, len(rotations), batch_size)
@@ -120,9 +133,10 @@ class _FourierProjector:
         import finufft
 
         length = data.shape[0]
-        # Output grid: the inverse FFT is periodic with this size, and a projection of anything
-        # inside the box reaches √3·L/2 from the centre, so a period above L/2 + √3·L/2 ≈ 1.37·L
-        # keeps wrapped-around density out of the L×L crop.
+        # Output grid: the inverse FFT is periodic with this size. A projection of anything inside
+        # the box reaches √3·L/2 from the centre, so a period above L/2 + √3·L/2 ≈ 1.37·L keeps
+        # wrapped-around density out of the L×L crop; only the faint ringing of the band limit
+        # wraps in (≈ 0.5% of the image on 5j0n at 64³, 0.06% at 128³).
         size = scipy.fft.next_fast_len(2 * int(np.ceil(OUTPUT_PADDING * length / 2)), real=True)
         size += size % 2
         ky = scipy.fft.fftfreq(size, 1.0 / size)
@@ -135,23 +149,32 @@ class _FourierProjector:
         self.kx = (2 * np.pi / size * kx_grid[inside]).astype(np.float32)  # radians per voxel
         self.ky = (2 * np.pi / size * ky_grid[inside]).astype(np.float32)
         self.size = size
-        self.crop = (np.arange(length) - length // 2) % size  # rows/columns of pixels 0 … L−1
+        # Multiplying the spectrum by (−1)^(k_x + k_y) moves the image centre from index 0 to
+        # size // 2, so the L×L image is the plain slice starting at this corner.
+        self.recentre = np.where((kx_grid[inside] + ky_grid[inside]) % 2 == 0, 1, -1).astype(np.float32)
+        self.corner = size // 2 - length // 2
+        self.length = length
         # Modes ordered −L//2 … so that voxel L//2 is the origin of the phases (modeord=0).
         self.coefficients = np.ascontiguousarray(data, dtype=np.complex64)
-        self.plan = finufft.Plan(2, data.shape, eps=tolerance, isign=-1, dtype="complex64")
+        # Slice points arrive in raster order, already local in the spectrum: finufft's sorting
+        # costs more than it saves. One thread: the NUFFT is a small part of the work, and
+        # OpenMP threads spin-wait badly on a busy machine.
+        self.plan = finufft.Plan(2, data.shape, eps=tolerance, isign=-1, dtype="complex64",
+                                 upsampfac=NUFFT_UPSAMPLING, spread_sort=0, nthreads=1)
 
     def __call__(self, rotations: np.ndarray) -> np.ndarray:
         size, count = self.size, len(rotations)
         r = rotations.astype(np.float32)
-        # Frequencies k_x·R e_x + k_y·R e_y in the molecule frame, (count, xyz, points).
-        points = r[:, :, 0, None] * self.kx + r[:, :, 1, None] * self.ky
-        # finufft's first axis is the array's first axis: z, then y, then x.
-        self.plan.setpts(*(np.ascontiguousarray(points[:, axis].ravel()) for axis in (2, 1, 0)))
-        values = self.plan.execute(self.coefficients)
+        # Frequencies k_x·R e_x + k_y·R e_y in the molecule frame, one contiguous (count, points)
+        # array per axis; finufft's first axis is the array's first axis: z, then y, then x.
+        self.plan.setpts(*(
+            (r[:, axis, 0, None] * self.kx + r[:, axis, 1, None] * self.ky).ravel() for axis in (2, 1, 0)
+        ))
+        values = self.plan.execute(self.coefficients).reshape(count, -1)
         half = np.zeros((count, size * (size // 2 + 1)), dtype=np.complex64)
-        half[:, self.slice_index] = values.reshape(count, -1)
+        half[:, self.slice_index] = values * self.recentre
         images = scipy.fft.irfft2(half.reshape(count, size, size // 2 + 1), s=(size, size), workers=_workers())
-        return images[:, self.crop][:, :, self.crop]
+        return images[:, self.corner : self.corner + self.length, self.corner : self.corner + self.length]
 
 
 def _workers() -> int:
