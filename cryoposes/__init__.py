@@ -15,6 +15,7 @@ Modules, one per domain:
 """
 
 import os as _os
+import warnings as _warnings
 
 # TensorFlow prints start-up lines to stderr at import unless these are set first; they would
 # land in every executed notebook.
@@ -22,3 +23,7 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 __version__ = "0.1.0"
+
+# tqdm.auto (imported by pooch and used for progress bars) warns in notebooks without ipywidgets;
+# it then falls back to text progress bars, which is what the book wants.
+_warnings.filterwarnings("ignore", message="IProgress not found")
