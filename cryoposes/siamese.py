@@ -141,7 +141,7 @@ class SiameseDistance(keras.Model):
     """
 
     def __init__(self, image_size: int, embedding: int = 64, head: str = "rotation",
-                 filters=(16, 32, 64, 128), metadata=None, **kwargs):
+                 filters=(16, 32, 64, 128), normalization: str = "group", metadata=None, **kwargs):
         super().__init__(**kwargs)
         if head not in HEADS:
             raise ValueError(f"unknown head {head!r}; choose one of {HEADS}")
@@ -153,6 +153,9 @@ class SiameseDistance(keras.Model):
         self.embedding = int(embedding)
         self.head = head
         self.filters = tuple(int(f) for f in filters)
+        if normalization not in ("group", "none"):
+            raise ValueError(f"unknown normalization {normalization!r}; choose group or none")
+        self.normalization = normalization
         self.metadata = dict(metadata or {})
         self.encoder = self._build_encoder()
 
@@ -165,12 +168,13 @@ class SiameseDistance(keras.Model):
         x = (images - mean) / (std + 1e-6)
         for index, channels in enumerate(self.filters):
             for repeat in range(2):
-                x = keras.layers.Conv2D(channels, 3, padding="same", use_bias=False,
+                x = keras.layers.Conv2D(channels, 3, padding="same", use_bias=self.normalization == "none",
                                         name=f"block{index}_conv{repeat}")(x)
-                # GroupNorm, not BatchNorm: BatchNorm's evaluation-mode statistics made all
-                # embeddings collapse (findings); GroupNorm has no train/eval difference.
-                x = keras.layers.GroupNormalization(groups=min(8, channels),
-                                                    name=f"block{index}_norm{repeat}")(x)
+                if self.normalization == "group":
+                    # GroupNorm, not BatchNorm: BatchNorm's evaluation-mode statistics made all
+                    # embeddings collapse (findings); GroupNorm has no train/eval difference.
+                    x = keras.layers.GroupNormalization(groups=min(8, channels),
+                                                        name=f"block{index}_norm{repeat}")(x)
                 x = keras.layers.Activation("relu")(x)
             x = keras.layers.MaxPooling2D(2, name=f"block{index}_pool")(x)
         x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
@@ -194,6 +198,7 @@ class SiameseDistance(keras.Model):
             "embedding": self.embedding,
             "head": self.head,
             "filters": list(self.filters),
+            "normalization": self.normalization,
             "metadata": self.metadata,
             "name": self.name,
         }
@@ -406,6 +411,7 @@ class TrainingConfig:
     head: str = "rotation"
     loss: str = "mae"
     filters: tuple = (16, 32, 64, 128)
+    normalization: str = "group"
     epochs: int = 20
     batch_size: int = 64
     learning_rate: float = 1e-3
@@ -472,18 +478,22 @@ class _TqdmEpochs(keras.callbacks.Callback):
         self.bar = None
 
     def on_train_begin(self, logs=None):
-        from tqdm.auto import tqdm
+        if self.enabled:
+            from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=self.epochs, desc="train-distance", unit="epoch", disable=not self.enabled)
+            self.bar = tqdm(total=self.epochs, desc="train-distance", unit="epoch")
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.bar is None:
+            return
         self.bar.n = epoch + 1
         self.bar.set_postfix({key: f"{value:.4f}" for key, value in (logs or {}).items()
                               if key in ("loss", "val_loss")})
         self.bar.refresh()
 
     def on_train_end(self, logs=None):
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
 
 def train(images, quaternions, split: dict | None = None, config: TrainingConfig | None = None,
@@ -511,7 +521,7 @@ def train(images, quaternions, split: dict | None = None, config: TrainingConfig
     set_seed(config.seed)
     settings = asdict(config)
     model = SiameseDistance(images.shape[1], config.embedding, config.head, config.filters,
-                            metadata={**(metadata or {}), "config": settings,
+                            config.normalization, metadata={**(metadata or {}), "config": settings,
                                       "split": {k: np.asarray(v).tolist() for k, v in split.items()}})
     model(np.zeros((2, images.shape[1], images.shape[1], 1), np.float32))  # build (BackupAndRestore needs it)
     if config.schedule not in ("cosine", "constant"):
