@@ -48,6 +48,7 @@ dataset trained on) is stored in the saved model (``model.metadata["split"]``; r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -276,10 +277,6 @@ class Augmentation:
     shift: float = 0.0
     snr_db: float | None = None
 
-    @property
-    def active(self) -> bool:
-        return self.rotate or self.ctf or self.shift > 0 or self.snr_db is not None
-
     def __call__(self, images, quaternions, rng):
         images = np.asarray(images, dtype=np.float32)
         quaternions = np.asarray(quaternions, dtype=float)
@@ -413,7 +410,7 @@ class TrainingConfig:
     filters: tuple = (16, 32, 64, 128)
     normalization: str = "group"
     epochs: int = 20
-    batch_size: int = 64
+    batch_size: int = 128
     learning_rate: float = 1e-3
     schedule: str = "cosine"
     sampling: str = "all"
@@ -673,7 +670,7 @@ def experiment(protein: str = "5j0n", n: int = 5000, size: int = 64, coverage: s
     from cryoposes import imaging, projection, volumes
 
     config = config or TrainingConfig()
-    config.augmentation.snr_db = snr_db
+    config = dataclasses.replace(config, augmentation=dataclasses.replace(config.augmentation, snr_db=snr_db))
     if config.augmentation.ctf:
         raise ValueError("experiment() simulates without CTF; train with the CLI on a CTF dataset instead")
     rng = np.random.default_rng([seed, 11])
