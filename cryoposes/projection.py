@@ -12,8 +12,9 @@ The volume is taken as band-limited to its **Nyquist sphere** (frequencies below
 voxel in every direction). Unlike the Nyquist cube, the sphere turns into itself under every
 rotation, so projecting a rotated volume is the same as projecting at the rotated pose, and every
 projection's spectrum fits inside its image's Nyquist band (no aliasing). For maps with energy in
-the corners of the cube (5j0n at 64³ has ~1% of it) the identity projection therefore differs from
-``volume.sum(axis=0)`` by that much; for smooth maps they agree.
+the corners of the cube the identity projection therefore differs from ``volume.sum(axis=0)`` by
+that part: 3% for 5j0n at 64³ as :func:`cryoposes.volumes.load_protein` makes it (a Fourier crop,
+with 2.5% of the energy outside the sphere), 0.3% at 128³; for smooth maps they agree.
 
 Two projectors compute it:
 
@@ -21,9 +22,10 @@ Two projectors compute it:
   spectrum of the projection at pose ``R`` is the volume's 3-D spectrum on the central plane
   ``R · (k_x, k_y, 0)``; finufft's type-2 non-uniform FFT evaluates it (on the half plane
   ``k_x ≥ 0``, since projections are real, and inside the Nyquist circle), then ``irfft2`` on a
-  grid 1.5× the image size (so no density wraps around into the image) and a crop give the
-  image. A whole batch of slices is one NUFFT, float32/complex64 throughout. Against the
-  reference below: ≈ 0.5% relative error on 5j0n at 64³, < 0.1% at 128³.
+  grid 1.25× the image size (so the density of a map that fits its box under rotation does not
+  wrap around into the image) and a crop give the image. A whole batch of slices is one NUFFT,
+  float32/complex64 throughout. Against the reference below: 0.5–0.75% relative error on 5j0n
+  at 64³, < 0.1% at 128³.
 * ``method="astra"``: ASTRA's ``parallel3d_vec`` GPU forward projector (a ray-driven line integral
   of the trilinear interpolant), used only when ``astra.use_cuda()`` is true — on a machine
   without a GPU every ASTRA 3-D call kills the process with SIGFPE, which no ``try``/``except``
@@ -56,7 +58,7 @@ TOLERANCE = 1e-3
 #: repeats on every call 4× smaller, for a slightly wider interpolation kernel.
 NUFFT_UPSAMPLING = 1.25
 #: Size of the inverse-FFT grid of each projection, in units of L (see ``_FourierProjector``).
-OUTPUT_PADDING = 1.5
+OUTPUT_PADDING = 1.25
 #: Slice points per NUFFT call when ``batch_size`` is not given (each call repeats one FFT of the
 #: oversampled volume, so large batches pay it less often; ~250 MB of work arrays).
 POINTS_PER_BATCH = 2**23
@@ -133,10 +135,12 @@ class _FourierProjector:
         import finufft
 
         length = data.shape[0]
-        # Output grid: the inverse FFT is periodic with this size. A projection of anything inside
-        # the box reaches √3·L/2 from the centre, so a period above L/2 + √3·L/2 ≈ 1.37·L keeps
-        # wrapped-around density out of the L×L crop; only the faint ringing of the band limit
-        # wraps in (≈ 0.5% of the image on 5j0n at 64³, 0.06% at 128³).
+        # Output grid: the inverse FFT is periodic with this size P, so density farther than
+        # P − L/2 from the centre wraps around into the L×L image. At P = 1.25·L that is 0.75·L:
+        # everything of a map that stays inside the box under rotation (as load_protein makes
+        # them, within L/2) is safe, the box's corners (√3·L/2 ≈ 0.87·L) are not. The faint
+        # ringing of the band limit does wrap in: 0.5–0.75% of the image on 5j0n at 64³ (0.45–0.6%
+        # at P = 1.5·L, for a third more time), < 0.1% at 128³.
         size = scipy.fft.next_fast_len(2 * int(np.ceil(OUTPUT_PADDING * length / 2)), real=True)
         size += size % 2
         ky = scipy.fft.fftfreq(size, 1.0 / size)
