@@ -44,10 +44,11 @@ import os
 import numpy as np
 import scipy.fft
 import scipy.ndimage
+from tqdm.auto import tqdm
 
 from cryoposes.rotations import quaternion_to_matrix
 
-__all__ = ["METHODS", "project", "project_reference", "cuda_available", "upsample"]
+__all__ = ["METHODS", "REFERENCES", "project", "project_reference", "bandlimited_grid", "cuda_available"]
 
 #: Projector names accepted by :func:`project`.
 METHODS = ("auto", "fourier", "astra")
@@ -98,7 +99,7 @@ def project(volume, quaternions, method: str = "auto", batch_size: int | None = 
 
     ``batch_size`` images are projected at a time (default: as many as fit
     :data:`POINTS_PER_BATCH` slice points for the Fourier projector, 256 for ASTRA);
-    ``progress`` shows a tqdm bar over the batches.
+    ``progress`` shows a tqdm bar (updated after each batch).
     """
     if method not in METHODS:
         raise ValueError(f"unknown projection method {method!r}; choose one of {METHODS}")
@@ -118,13 +119,11 @@ def project(volume, quaternions, method: str = "auto", batch_size: int | None = 
         batch_size = batch_size or max(1, POINTS_PER_BATCH // len(projector.slice_index))
     length = data.shape[0]
     images = np.empty((len(rotations), length, length), dtype=np.float32)
-    starts = range(0, len(rotations), batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        starts = tqdm(starts, desc=f"projecting ({method})", unit="batch")
-    for start in starts:
-        images[start : start + batch_size] = projector(rotations[start : start + batch_size])
+    with tqdm(total=len(rotations), desc=f"projecting ({method})", unit="image", disable=not progress) as bar:
+        for start in range(0, len(rotations), batch_size):
+            batch = rotations[start : start + batch_size]
+            images[start : start + len(batch)] = projector(batch)
+            bar.update(len(batch))
     return images
 
 
