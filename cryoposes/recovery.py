@@ -140,7 +140,8 @@ class PairSampler(keras.utils.PyDataset):
     """Batches of index pairs and their target distances, one per training step.
 
     Batch ``index`` of epoch ``e`` is drawn from a generator seeded with ``(seed, e, index)``, so
-    a run is reproducible whatever order Keras asks for batches in.
+    a run is reproducible whatever order Keras asks for batches in; ``fit_poses`` sets ``epoch``
+    at the start of each epoch (also after a resume).
     """
 
     def __init__(self, lookup, n, batch_size, sampling="random", neighbours=None, steps_per_epoch=100,
@@ -169,9 +170,6 @@ class PairSampler(keras.utils.PyDataset):
 
     def __len__(self):
         return self.steps_per_epoch
-
-    def on_epoch_end(self):
-        self.epoch += 1
 
     def _uniform(self, rng, size):
         i = rng.integers(0, self.n, size)
@@ -311,6 +309,18 @@ class _Timer(keras.callbacks.Callback):
         self.records["time"].append(time.perf_counter() - self.start)
 
 
+class _SyncSampling(keras.callbacks.Callback):
+    """Tells the sampler which epoch is starting: the epoch number Keras passes counts from
+    where ``BackupAndRestore`` resumed, so a resumed run equals an uninterrupted one."""
+
+    def __init__(self, sampler):
+        super().__init__()
+        self.sampler = sampler
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.sampler.epoch = epoch
+
+
 class _Snapshots(keras.callbacks.Callback):
     """Keeps the poses at the end of each epoch (for error-versus-time curves)."""
 
@@ -432,12 +442,13 @@ def fit_poses(
     sampler = PairSampler(lookup, n, batch_size, sampling, neighbours, steps_per_epoch, seed)
 
     model = QuaternionModel(n, initial=start)
+    model(np.zeros((1, 2), dtype="int32"))  # built before fit, as BackupAndRestore requires
     decay = (final_learning_rate / learning_rate) ** (1.0 / max(epochs * steps_per_epoch, 1))
     schedule = keras.optimizers.schedules.ExponentialDecay(learning_rate, 1, decay)
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss="mse", jit_compile=jit_compile)
 
     timer = _Timer(steps_per_epoch)
-    used = [timer, *callbacks]
+    used = [_SyncSampling(sampler), timer, *callbacks]
     keeper = _Snapshots() if snapshots else None
     if keeper is not None:
         used.append(keeper)
