@@ -136,8 +136,9 @@ def _fit_kronecker(targets, estimates, weights):
     x = estimates.reshape(-1, 9)
     t = targets.reshape(-1, 9)
     weighted = x.T * weights
-    # Normal equations of x·Kᵀ ≈ t (9 unknowns per row; x has rank 9 for any spread of poses).
-    k = np.linalg.solve(weighted @ x, weighted @ t).T.reshape(3, 3, 3, 3)  # K[3a+b, 3c+d] = A[a,c]·Bᵀ[b,d]
+    # Normal equations of x·Kᵀ ≈ t, 9×9; least squares again, since fewer than 9 poses (or poses
+    # in a plane) leave them singular and the minimum-norm K is still a fine start.
+    k = np.linalg.lstsq(weighted @ x, weighted @ t, rcond=None)[0].T.reshape(3, 3, 3, 3)  # K[3a+b, 3c+d] = A[a,c]·Bᵀ[b,d]
     rearranged = k.transpose(0, 2, 1, 3).reshape(9, 9)
     u, s, vt = np.linalg.svd(rearranged)
     a = u[:, 0].reshape(3, 3) * np.sqrt(s[0])

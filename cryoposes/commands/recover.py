@@ -1,0 +1,110 @@
+"""Recover particle poses from pairwise distances and write them as a RELION STAR file.
+
+Reads DIR/particles.mrcs and DIR/particles.star (as written by `cryoposes simulate`), builds the
+N×N target distances and fits one unit quaternion per particle to them
+(cryoposes.recovery.fit_poses). Distances:
+
+  true         the true pose distances d_q from the STAR file (Phase 1: perfect distances);
+  euclidean    ‖p_i − p_j‖ between images, scaled so their mean is that of uniform rotations
+               (Phase 2.1 baseline);
+  MODEL.keras  a distance network from `cryoposes train-distance` trained on this dataset: only
+               its test images (never seen in training) are recovered.
+
+The output lists rlnImageName and rlnAngleRot/Tilt/Psi (degrees) of the recovered particles;
+score it with `cryoposes evaluate DIR/particles.star FILE.star`. Recovered poses are defined up
+to what distances cannot see (see `cryoposes evaluate`).
+
+Example:
+    cryoposes recover particles/ --distance true --init random --seed 0 -o recovered.star
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from cryoposes.cli import UsageError
+
+DISTANCES = ("true", "euclidean")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from cryoposes.recovery import INITS, SAMPLINGS
+
+    parser.add_argument("directory", type=Path, metavar="DIR", help="dataset folder with particles.mrcs and particles.star")
+    parser.add_argument("--distance", required=True, metavar="true|euclidean|MODEL.keras",
+                        help="target distances: the true d_q, the Euclidean baseline, or a trained distance model")
+    parser.add_argument("--init", choices=INITS, default="spectral",
+                        help="starting poses: spectral (from the distances, default), random, or the true poses")
+    parser.add_argument("--sampling", choices=SAMPLINGS, default="random",
+                        help="pairs per step: uniform random (default), k nearest neighbours, or half of each")
+    parser.add_argument("--steps", type=int, default=1500, metavar="S", help="optimisation steps (default 1500)")
+    parser.add_argument("--batch", type=int, default=65536, metavar="B",
+                        help="pairs per step (default 65536; at least all pairs means all pairs every step)")
+    parser.add_argument("--learning-rate", type=float, default=0.05, metavar="LR", help="initial Adam learning rate")
+    parser.add_argument("--seed", type=int, required=True, metavar="K", help="random seed (same seed, same poses)")
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.star", help="STAR file to write")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _check_arguments(args) -> None:
+    if args.steps <= 0:
+        raise UsageError(f"--steps must be positive, got {args.steps}")
+    if args.batch <= 0:
+        raise UsageError(f"--batch must be positive, got {args.batch}")
+    if not args.learning_rate > 0:
+        raise UsageError(f"--learning-rate must be positive, got {args.learning_rate}")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be non-negative, got {args.seed}")
+    if args.output.suffix != ".star":
+        raise UsageError(f"the output must be a .star file, got {args.output}")
+    if args.output.is_dir():
+        raise UsageError(f"{args.output} is a folder; give a .star file name")
+    if args.distance not in DISTANCES and not args.distance.endswith(".keras"):
+        raise UsageError(f"--distance must be 'true', 'euclidean' or a MODEL.keras file, got {args.distance!r}")
+    if args.distance.endswith(".keras") and not Path(args.distance).is_file():
+        raise UsageError(f"no distance model at {args.distance}")
+    if not args.directory.is_dir():
+        raise UsageError(f"no dataset folder at {args.directory}")
+
+
+def main(args) -> int:
+    import numpy as np
+
+    from cryoposes import distances, particles, recovery, rotations
+
+    _check_arguments(args)
+    dataset = particles.read_dataset(args.directory)
+    n = len(dataset.quaternions)
+    if n < 3:
+        raise UsageError(f"{args.directory} holds {n} particle(s); recovery needs at least 3")
+    chosen = np.arange(n)
+    if args.distance == "true":
+        targets = rotations.pairwise_geodesic_distances(dataset.quaternions)
+    elif args.distance == "euclidean":
+        targets = distances.scale_to_rotations(distances.euclidean_distances(dataset.images))
+    else:
+        from cryoposes import siamese  # TensorFlow model code: only loaded when asked for
+
+        chosen = siamese.test_indices(args.distance, n)
+        targets = siamese.distance_matrix(args.distance, dataset.images[chosen])
+    names = [f"{i + 1:06d}@{particles.STACK_NAME}" for i in chosen]
+
+    start = time.perf_counter()
+    result = recovery.fit_poses(
+        targets,
+        init=args.init,
+        sampling=args.sampling,
+        steps=args.steps,
+        batch_size=args.batch,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        true_quaternions=dataset.quaternions[chosen],
+        progress=not args.quiet,
+    )
+    seconds = time.perf_counter() - start
+    particles.write_poses(args.output, result.quaternions, image_names=names)
+    print(f"recovered {len(chosen)} poses in {seconds:.1f} s (final loss {result.history['loss'][-1]:.3g}) "
+          f"-> {args.output}")
+    return 0
