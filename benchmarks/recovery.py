@@ -1,0 +1,103 @@
+"""Speed of orientation recovery from perfect distances, and of the alignment used to score it.
+
+    python benchmarks/recovery.py                           # N = 1,000 / 5,000 / 10,000, random start
+    python benchmarks/recovery.py --sizes 5000 --init spectral
+
+For each N: poses uniform on SO(3) (seeded), their exact distance matrix d_q as targets, and
+:func:`cryoposes.recovery.fit_poses` with the defaults of ``cryoposes recover`` (65,536 random
+pairs per step, Adam, XLA-compiled step, reseating) from the chosen start. Printed: training
+steps per second (wall clock, including sampling and reseating), the time and step at which the
+median error after O(4) alignment first fell below 0.5° (checked on the poses saved at the end
+of every 50-step epoch; the checks themselves are not timed), the final median and mean O(4)
+errors, and the final loss. Then the time to align 5,000 poses (physical and O(4), best of 5).
+
+Timings are wall clock: on a shared machine they depend on the other jobs running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import numpy as np
+
+from cryoposes import alignment, recovery, rotations
+
+
+def time_to_threshold(result, truth, threshold):
+    """(seconds, step) at which the O(4) median error first fell below ``threshold`` degrees."""
+    for step, seconds, poses in zip(result.history["step"], result.history["time"], result.snapshots):
+        if alignment.align_o4(truth, poses).median < threshold:
+            return seconds, step
+    return None, None
+
+
+def benchmark_recovery(n, init, steps, batch, seed, threshold):
+    truth = rotations.random_quaternions(n, np.random.default_rng(seed))
+    targets = rotations.pairwise_geodesic_distances(truth).astype(np.float32)
+    start = time.perf_counter()
+    result = recovery.fit_poses(targets, init=init, steps=steps, batch_size=batch, seed=seed + 1,
+                                snapshots=True, progress=False)
+    wall = time.perf_counter() - start
+    seconds, step = time_to_threshold(result, truth, threshold)
+    final = alignment.align_o4(truth, result.quaternions)
+    return {
+        "n": n,
+        "steps/s": result.history["step"][-1] / result.history["time"][-1],
+        "setup_s": wall - result.history["time"][-1],  # start poses, kNN lists, compilation
+        "time_to_threshold_s": seconds,
+        "step_to_threshold": step,
+        "median_deg": final.median,
+        "mean_deg": final.mean,
+        "loss": result.history["loss"][-1],
+        "wall_s": wall,
+    }
+
+
+def benchmark_alignment(n, repeats, seed):
+    rng = np.random.default_rng(seed)
+    truth = rotations.random_quaternions(n, rng)
+    a, b = rotations.random_quaternions(2, rng)
+    noise = rotations.axis_angle_to_quaternion(rng.standard_normal((n, 3)), np.radians(rng.exponential(2.0, n)))
+    estimated = rotations.quaternion_multiply(rotations.quaternion_multiply(a, rotations.quaternion_multiply(truth, noise)), b)
+    times = {}
+    for name, align in (("physical", alignment.align_physical), ("O(4)", alignment.align_o4)):
+        best = np.inf
+        for _ in range(repeats):
+            start = time.perf_counter()
+            align(truth, estimated)
+            best = min(best, time.perf_counter() - start)
+        times[name] = best
+    return times
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 10000])
+    parser.add_argument("--init", choices=recovery.INITS[:2], default="random")
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--batch", type=int, default=65536)
+    parser.add_argument("--threshold", type=float, default=0.5, help="median O(4) error in degrees")
+    parser.add_argument("--align-n", type=int, default=5000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores; "
+          f"start: {args.init}; {args.steps} steps of {args.batch} pairs")
+    header = (f"{'N':>7} {'steps/s':>8} {'setup s':>8} {'t<' + str(args.threshold) + '° s':>9} {'step':>6} "
+              f"{'median °':>10} {'mean °':>10} {'loss':>9} {'wall s':>7}")
+    print(header)
+    for n in args.sizes:
+        row = benchmark_recovery(n, args.init, args.steps, args.batch, args.seed, args.threshold)
+        reached = (f"{row['time_to_threshold_s']:>9.1f} {row['step_to_threshold']:>6d}"
+                   if row["time_to_threshold_s"] is not None else f"{'never':>9} {'-':>6}")
+        print(f"{n:>7} {row['steps/s']:>8.1f} {row['setup_s']:>8.1f} {reached} {row['median_deg']:>10.4f} "
+              f"{row['mean_deg']:>10.4f} {row['loss']:>9.2e} {row['wall_s']:>7.1f}", flush=True)
+    times = benchmark_alignment(args.align_n, 5, args.seed)
+    print(f"alignment of {args.align_n} poses: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in times.items()))
+
+
+if __name__ == "__main__":
+    main()
