@@ -160,9 +160,3 @@ def test_command_runs_as_a_program(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "projecting" in result.stderr  # the progress bar
     assert len(particles.read_dataset(folder)) == 6
-    bad = subprocess.run([sys.executable, "-m", "cryoposes", "simulate", "5j0n", "-n", "-6", "--size", "16",
-                          "--seed", "1", "-o", str(tmp_path / "bad")], capture_output=True, text=True,
-                         env=environment, timeout=300)
-    assert bad.returncode == 2
-    assert "-n must be a positive" in bad.stderr
-    assert not (tmp_path / "bad").exists()
