@@ -1,6 +1,5 @@
 """Simulated datasets and the `cryoposes simulate` command."""
 
-import os
 import subprocess
 import sys
 
@@ -153,10 +152,9 @@ def test_command_keeps_an_existing_folder_unless_forced(tmp_path, capsys):
 
 def test_command_runs_as_a_program(tmp_path):
     folder = tmp_path / "data"
-    environment = dict(os.environ)
+    # The environment (CRYOPOSES_DATA set by conftest) is inherited.
     result = subprocess.run([sys.executable, "-m", "cryoposes", "simulate", "5j0n", "-n", "6", "--size", "16",
-                             "--seed", "1", "-o", str(folder)], capture_output=True, text=True, env=environment,
-                            timeout=300)
+                             "--seed", "1", "-o", str(folder)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "projecting" in result.stderr  # the progress bar
     assert len(particles.read_dataset(folder)) == 6
