@@ -288,8 +288,10 @@ def read_dataset(directory) -> ParticleDataset:
     if isinstance(extra, dict):
         for key, value in extra.items():
             if key.startswith(METADATA_PREFIX):
-                metadata[key[len(METADATA_PREFIX):]] = {"True": True, "False": False}.get(value, value) \
-                    if isinstance(value, str) else value
+                # STAR has no booleans: they come back as the strings "True" and "False".
+                if isinstance(value, str) and value in ("True", "False"):
+                    value = value == "True"
+                metadata[key[len(METADATA_PREFIX):]] = value
     if not np.allclose(pixel_size, pixel_size[0]):
         raise ValueError(f"{star_path}: particles with different pixel sizes are not supported")
     return ParticleDataset(images, quaternions, shifts, float(pixel_size[0]), ctf, metadata)
