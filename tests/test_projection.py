@@ -201,7 +201,8 @@ def test_astra_agrees_with_the_fourier_projector(blobs):
     astra_images = projection.project(volume, q, method="astra")
     fourier_images = projection.project(volume, q, method="fourier")
     assert astra_images.shape == fourier_images.shape
-    # Same convention and scale (sums, not means); ASTRA's trilinear ray sums are a different
-    # discretisation, so they agree to a few percent only.
-    assert np.all(relative_error(astra_images, blob_projections(centres, weights, q)) < 0.05)
-    assert np.all(relative_error(astra_images, fourier_images) < 0.05)
+    # Same convention and scale (sums, not means); ASTRA's interpolating ray sums are a different
+    # discretisation, ~4% from the exact integrals on these blobs (a wrong axis, sign or half-pixel
+    # offset gives ≥ 15%).
+    assert np.all(relative_error(astra_images, blob_projections(centres, weights, q)) < 0.08)
+    assert np.all(relative_error(astra_images, fourier_images) < 0.08)
