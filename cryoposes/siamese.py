@@ -68,7 +68,9 @@ __all__ = [
     "HEADS",
     "LOSSES",
     "SAMPLINGS",
+    "NORMALIZATIONS",
     "PAPER_SPLIT",
+    "recompute_batch_statistics",
     "pairwise_head",
     "SiameseDistance",
     "PairDistanceLoss",
@@ -96,6 +98,9 @@ HEADS = ("rotation", "cosine", "euclidean")
 LOSSES = ("mae", "mse")
 #: Pair samplings: all pairs of each batch, a fixed random fraction of pairs, a flat d_q histogram.
 SAMPLINGS = ("all", "fraction", "flat")
+#: Normalisation layers of the encoder: GroupNorm (no train/evaluation difference), BatchNorm
+#: (faster; evaluation statistics recomputed after training), none.
+NORMALIZATIONS = ("group", "batch", "none")
 #: The paper's split of 5,000 images.
 PAPER_SPLIT = (2512, 838, 1650)
 
@@ -154,8 +159,8 @@ class SiameseDistance(keras.Model):
         self.embedding = int(embedding)
         self.head = head
         self.filters = tuple(int(f) for f in filters)
-        if normalization not in ("group", "none"):
-            raise ValueError(f"unknown normalization {normalization!r}; choose group or none")
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"unknown normalization {normalization!r}; choose one of {NORMALIZATIONS}")
         self.normalization = normalization
         self.metadata = dict(metadata or {})
         self.encoder = self._build_encoder()
@@ -172,10 +177,13 @@ class SiameseDistance(keras.Model):
                 x = keras.layers.Conv2D(channels, 3, padding="same", use_bias=self.normalization == "none",
                                         name=f"block{index}_conv{repeat}")(x)
                 if self.normalization == "group":
-                    # GroupNorm, not BatchNorm: BatchNorm's evaluation-mode statistics made all
-                    # embeddings collapse (findings); GroupNorm has no train/eval difference.
                     x = keras.layers.GroupNormalization(groups=min(8, channels),
                                                         name=f"block{index}_norm{repeat}")(x)
+                elif self.normalization == "batch":
+                    # Fast-moving statistics: with momentum 0.99 and a few dozen steps per
+                    # epoch the evaluation-mode statistics lag far behind the weights and the
+                    # embeddings collapse (findings); train() also recomputes them at the end.
+                    x = keras.layers.BatchNormalization(momentum=0.9, name=f"block{index}_norm{repeat}")(x)
                 x = keras.layers.Activation("relu")(x)
             x = keras.layers.MaxPooling2D(2, name=f"block{index}_pool")(x)
         x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
@@ -420,6 +428,16 @@ class TrainingConfig:
     augmentation: Augmentation = field(default_factory=Augmentation)
 
 
+def recompute_batch_statistics(model: SiameseDistance, batches: PairBatches, passes: int = 40):
+    """Refresh the BatchNorm evaluation statistics with training-mode passes over ``batches``
+    (no weight change): after ``passes`` batches the statistics from before weigh 0.9^passes."""
+    if model.normalization != "batch":
+        return
+    for step in range(passes):
+        images, _ = batches[step % len(batches)]
+        model.embed(images, training=True)
+
+
 def set_seed(seed: int):
     """Seed Python, NumPy and the backend, and make TensorFlow ops deterministic."""
     keras.utils.set_random_seed(int(seed))
@@ -548,6 +566,7 @@ def train(images, quaternions, split: dict | None = None, config: TrainingConfig
         callbacks.insert(0, keras.callbacks.BackupAndRestore(os.fspath(backup_dir)))
     model.fit(training, validation_data=validation, epochs=config.epochs,
               callbacks=callbacks, shuffle=False, verbose=0)
+    recompute_batch_statistics(model, training)
     model.metadata["history"] = history.as_lists()
     return model
 

@@ -296,3 +296,16 @@ def test_train_distance_cli_saves_a_model_with_its_split(tmp_path, volume_5j0n_3
     model = siamese.load(output)
     assert model.metadata["config"]["augmentation"]["snr_db"] == 0 and model.metadata["dataset_metadata"]["protein"] == "5j0n"
     assert siamese.distance_matrix(model, project(volume_5j0n_32, quaternions[test])).shape == (len(test), len(test))
+
+
+def test_batch_statistics_are_recomputed_from_training_batches():
+    images, quaternions = _synthetic(n=32)
+    model = siamese.SiameseDistance(32, normalization="batch", **SMALL)
+    batches = siamese.PairBatches(images, quaternions, batch_size=32, shuffle=False)
+    siamese.recompute_batch_statistics(model, batches)
+    conv = keras.Model(model.encoder.input, model.encoder.get_layer("block0_conv0").output)
+    batch_mean = ops.convert_to_numpy(conv(batches[0][0])).mean(axis=(0, 1, 2))
+    moving_mean = ops.convert_to_numpy(model.encoder.get_layer("block0_norm0").moving_mean)
+    np.testing.assert_allclose(moving_mean, batch_mean, rtol=0.03, atol=1e-4)
+    with pytest.raises(ValueError, match="unknown normalization"):
+        siamese.SiameseDistance(32, normalization="layer")
