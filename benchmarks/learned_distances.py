@@ -73,6 +73,8 @@ def main() -> None:
     parser.add_argument("--coverage", default="full")
     parser.add_argument("--symmetry", default="C1", help="symmetry used when scoring (default C1, as the paper)")
     parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--zoom", type=float, default=1.0,
+                        help="project in a box of size·zoom px and keep the central size px (default 1)")
     parser.add_argument("--images", type=int, default=5000)
     parser.add_argument("--snr-db", type=float, default=None)
     parser.add_argument("--epochs", type=int, default=30)
@@ -93,7 +95,7 @@ def main() -> None:
         augmentation=siamese.Augmentation(rotate=not args.no_rotate))
     result = siamese.experiment(args.protein, args.images, args.size, args.coverage, args.snr_db, config,
                                 inits=tuple(args.inits), recovery_steps=args.recovery_steps,
-                                symmetry=args.symmetry, seed=args.seed, progress=True)
+                                symmetry=args.symmetry, seed=args.seed, zoom=args.zoom, progress=True)
     command = shlex.join([Path(sys.executable).name, *sys.argv])
     entry = record(result, args.name, args.profile, vars(args), command)
     output = Path(args.output)

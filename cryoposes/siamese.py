@@ -94,8 +94,11 @@ __all__ = [
 
 #: Distance heads, the default first.
 HEADS = ("rotation", "cosine", "euclidean")
-#: Pair losses: mean absolute error (the paper's code) or mean squared error (the seed).
-LOSSES = ("mae", "mse")
+#: Pair losses: mean absolute error (the paper's code), mean squared error (the seed), or
+#: ``chordal``: mean squared difference of ``cos d`` (i.e. of squared chordal distances
+#: ‖Rᵢ − Rⱼ‖² = 4(1 − cos d)), whose gradient avoids acos' infinite slope at d = π, where most
+#: targets of uniform rotations lie.
+LOSSES = ("mae", "mse", "chordal")
 #: Pair samplings: all pairs of each batch, a fixed random fraction of pairs, a flat d_q histogram.
 SAMPLINGS = ("all", "fraction", "flat")
 #: Normalisation layers of the encoder: GroupNorm (no train/evaluation difference), BatchNorm
@@ -236,7 +239,10 @@ class PairDistanceLoss(keras.losses.Loss):
         quaternions = y_true[:, :4]
         weights = y_true[:, 4:]
         target = rotations.pairwise_geodesic_distances(quaternions, xp=ops)
-        difference = y_pred - target
+        if self.kind == "chordal":
+            difference = ops.cos(y_pred) - ops.cos(target)
+        else:
+            difference = y_pred - target
         error = ops.abs(difference) if self.kind == "mae" else difference * difference
         batch = ops.cast(ops.shape(weights)[0], weights.dtype)
         return ops.sum(weights * error, axis=1) * batch / ops.maximum(ops.sum(weights), 1e-12)
@@ -675,11 +681,13 @@ def recover_from_distances(distances, true_quaternions, init: str = "spectral", 
 def experiment(protein: str = "5j0n", n: int = 5000, size: int = 64, coverage: str = "full",
                snr_db: float | None = None, config: TrainingConfig | None = None,
                inits=("spectral",), recovery_steps: int = 3000, symmetry: str = "C1", seed: int = 0,
-               progress: bool = False) -> dict:
+               zoom: float = 1.0, progress: bool = False) -> dict:
     """The whole Phase 2.2 pipeline on simulated data, from a density map to scored poses.
 
-    Projects ``protein`` (a :func:`cryoposes.volumes.load_protein` name, ``size`` px) at ``n``
-    poses uniform in ``coverage``; splits the images (paper proportions); trains the distance
+    Projects ``protein`` (a :func:`cryoposes.volumes.load_protein` name) at ``n`` poses uniform
+    in ``coverage``, in a box of ``size·zoom`` px cropped to its central ``size`` px (with
+    ``zoom`` > 1 the molecule fills more of the image: :func:`load_protein` boxes the whole map
+    with room to turn, so at zoom 1 the molecule spans well under half of the image); splits the images (paper proportions); trains the distance
     network on the clean training images, with noise at ``snr_db`` added on the fly if given
     (``config.augmentation.snr_db`` is set from it); adds one fixed noise draw at ``snr_db`` to
     the test images; computes their learned distance matrix; recovers their poses from it for
@@ -695,14 +703,18 @@ def experiment(protein: str = "5j0n", n: int = 5000, size: int = 64, coverage: s
     rng = np.random.default_rng([seed, 11])
     timings = {}
     start = time.perf_counter()
-    volume = volumes.load_protein(protein, box=size)
+    if zoom < 1:
+        raise ValueError(f"zoom must be at least 1, got {zoom}")
+    box = int(round(size * zoom))
+    corner = box // 2 - size // 2  # keeps the centre pixel at size // 2
+    volume = volumes.load_protein(protein, box=box)
     quaternions = rotations.sample_coverage(n, coverage, rng)
-    images = projection.project(volume, quaternions)
+    images = np.ascontiguousarray(projection.project(volume, quaternions)[:, corner:corner + size, corner:corner + size])
     timings["simulate"] = time.perf_counter() - start
     split = split_indices(n, seed=seed)
     start = time.perf_counter()
     model = train(images, quaternions, split, config, progress=progress,
-                  metadata={"protein": protein, "size": size, "coverage": coverage, "snr_db": snr_db})
+                  metadata={"protein": protein, "size": size, "zoom": zoom, "coverage": coverage, "snr_db": snr_db})
     timings["train"] = time.perf_counter() - start
     test = split["test"]
     test_images = images[test] if snr_db is None else imaging.add_noise(images[test], snr_db, rng)
