@@ -82,6 +82,8 @@ def main() -> None:
     parser.add_argument("--embedding", type=int, default=64)
     parser.add_argument("--head", default="rotation")
     parser.add_argument("--loss", default="mae")
+    parser.add_argument("--normalization", default="group", help="encoder normalisation: group, batch or none")
+    parser.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs")
     parser.add_argument("--no-rotate", action="store_true", help="no in-plane rotation augmentation")
     parser.add_argument("--recovery-steps", type=int, default=3000)
     parser.add_argument("--inits", nargs="+", default=["spectral", "random", "true"])
@@ -91,7 +93,7 @@ def main() -> None:
 
     config = siamese.TrainingConfig(
         embedding=args.embedding, head=args.head, loss=args.loss, epochs=args.epochs,
-        batch_size=args.batch_size, seed=args.seed,
+        batch_size=args.batch_size, seed=args.seed, normalization=args.normalization, patience=args.patience,
         augmentation=siamese.Augmentation(rotate=not args.no_rotate))
     result = siamese.experiment(args.protein, args.images, args.size, args.coverage, args.snr_db, config,
                                 inits=tuple(args.inits), recovery_steps=args.recovery_steps,

@@ -25,7 +25,7 @@ from cryoposes.cli import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from cryoposes.siamese import HEADS, LOSSES, SAMPLINGS
+    from cryoposes.siamese import HEADS, LOSSES, NORMALIZATIONS, SAMPLINGS
 
     parser.add_argument("dataset", metavar="DIR", help="particle dataset folder (particles.mrcs + particles.star)")
     parser.add_argument("-o", "--output", metavar="MODEL.keras", required=True, help="where to save the model")
@@ -34,7 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--head", choices=HEADS, default=HEADS[0],
                         help="distance head: rotation = acos((3c-1)/2) (default), cosine = the paper's "
                              "2·acos(c), euclidean = the seed's ‖e_i − e_j‖")
-    parser.add_argument("--loss", choices=LOSSES, default="mae", help="pair loss (default mae, the paper's code)")
+    parser.add_argument("--loss", choices=LOSSES, default="mae",
+                        help="pair loss: mae (default, the paper's code), mse (the seed), or chordal "
+                             "(squared difference of cos d)")
+    parser.add_argument("--normalization", choices=NORMALIZATIONS, default="group",
+                        help="encoder normalisation: group (default), batch (faster; statistics "
+                             "recomputed after training) or none")
     parser.add_argument("--batch-size", type=int, default=128, metavar="B",
                         help="images per step; trains on their B(B-1)/2 pairs (default 128)")
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
@@ -92,7 +97,7 @@ def main(args) -> int:
     augmentation = siamese.Augmentation(rotate=args.rotate, ctf=args.ctf, pixel_size=float(dataset.pixel_size),
                                         shift=args.shift, snr_db=args.snr_db)
     config = siamese.TrainingConfig(
-        embedding=args.embedding, head=args.head, loss=args.loss, epochs=args.epochs,
+        embedding=args.embedding, head=args.head, loss=args.loss, normalization=args.normalization, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate, sampling=args.sampling,
         pair_fraction=args.pair_fraction, patience=args.patience, seed=args.seed,
         augmentation=augmentation)
