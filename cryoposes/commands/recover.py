@@ -27,11 +27,13 @@ from pathlib import Path
 from cryoposes.cli import UsageError
 
 DISTANCES = ("true", "euclidean")
+# The choices of cryoposes.recovery (INITS, SAMPLINGS), spelled out so that building the parser
+# does not import Keras and TensorFlow (seconds on every call); a test keeps them equal.
+INITS = ("random", "spectral", "true")
+SAMPLINGS = ("random", "knn", "mixed")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from cryoposes.recovery import INITS, SAMPLINGS
-
     parser.add_argument("directory", type=Path, metavar="DIR", help="dataset folder with particles.mrcs and particles.star")
     parser.add_argument("--distance", required=True, metavar="true|euclidean|MODEL.keras",
                         help="target distances: the true d_q, the Euclidean baseline, or a trained distance model")

@@ -24,9 +24,15 @@ from pathlib import Path
 from cryoposes.cli import UsageError
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from cryoposes.siamese import HEADS, LOSSES, NORMALIZATIONS, SAMPLINGS
+# The choices of cryoposes.siamese (HEADS, LOSSES, NORMALIZATIONS, SAMPLINGS), spelled out so that
+# building the parser does not import Keras and TensorFlow; a test keeps them equal.
+HEADS = ("rotation", "cosine", "euclidean")
+LOSSES = ("mae", "mse", "chordal")
+NORMALIZATIONS = ("group", "batch", "none")
+SAMPLINGS = ("all", "fraction", "flat")
 
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", metavar="DIR", help="particle dataset folder (particles.mrcs + particles.star)")
     parser.add_argument("-o", "--output", metavar="MODEL.keras", required=True, help="where to save the model")
     parser.add_argument("--epochs", type=int, default=50, help="maximum number of epochs (default 50)")
