@@ -43,11 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loss", choices=LOSSES, default="mae",
                         help="pair loss: mae (default, the paper's code), mse (the seed), or chordal "
                              "(squared difference of cos d)")
-    parser.add_argument("--normalization", choices=NORMALIZATIONS, default="group",
-                        help="encoder normalisation: group (default), batch (faster; statistics "
-                             "recomputed after training) or none")
-    parser.add_argument("--batch-size", type=int, default=128, metavar="B",
-                        help="images per step; trains on their B(B-1)/2 pairs (default 128)")
+    parser.add_argument("--normalization", choices=NORMALIZATIONS, default="batch",
+                        help="encoder normalisation: batch (default; statistics recomputed after "
+                             "training), group or none")
+    parser.add_argument("--batch-size", type=int, default=64, metavar="B",
+                        help="images per step; trains on their B(B-1)/2 pairs (default 64)")
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
     parser.add_argument("--sampling", choices=SAMPLINGS, default="all",
                         help="pairs trained on: all pairs of a batch (default), a fixed random fraction "
