@@ -493,6 +493,40 @@ class _History(keras.callbacks.Callback):
         return {key: [logs.get(key, float("nan")) for logs in ordered] for key in keys}
 
 
+class _BestWeights(keras.callbacks.Callback):
+    """Keeps the weights of the epoch with the lowest validation loss and restores them at the
+    end; with a ``directory`` they are kept on disk too, so that a resumed run restores the best
+    epoch of the whole run, not only of its own part (Keras' EarlyStopping forgets that)."""
+
+    def __init__(self, directory=None):
+        super().__init__()
+        self.directory = None if directory is None else os.fspath(directory)
+        self.best = math.inf
+        self.weights = None
+        if self.directory is not None and os.path.exists(self._path("best.json")):
+            with open(self._path("best.json")) as handle:
+                self.best = json.load(handle)["val_loss"]
+
+    def _path(self, name):
+        return os.path.join(self.directory, name)
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get("val_loss", math.inf)
+        if value < self.best:
+            self.best = value
+            self.weights = self.model.get_weights()
+            if self.directory is not None and os.path.isdir(self.directory):
+                self.model.save_weights(self._path("best.weights.h5"))
+                with open(self._path("best.json"), "w") as handle:
+                    json.dump({"val_loss": value, "epoch": epoch}, handle)
+
+    def on_train_end(self, logs=None):
+        if self.weights is not None:
+            self.model.set_weights(self.weights)
+        elif self.directory is not None and os.path.exists(self._path("best.weights.h5")):
+            self.model.load_weights(self._path("best.weights.h5"))
+
+
 class _TqdmEpochs(keras.callbacks.Callback):
     """One tqdm bar over epochs, showing the latest losses."""
 
@@ -528,8 +562,10 @@ def train(images, quaternions, split: dict | None = None, config: TrainingConfig
     ``split`` maps "train"/"validation"/"test" to indices into ``images`` (default
     :func:`split_indices` with the seed). With ``backup_dir``, training resumes from the last
     finished epoch after an interruption (Keras ``BackupAndRestore``); the directory is
-    removed when training completes. Early stopping on the validation loss restores the best
-    weights. Returns the model; its ``metadata`` holds the config, split and loss history.
+    kept (with the losses and the best weights so far) and is the caller's to remove. Training
+    stops early after ``patience`` epochs without a lower validation loss (the count restarts
+    on resume) and ends with the weights of the best epoch. Returns the model; its ``metadata``
+    holds the config, split and loss history.
     """
     config = config or TrainingConfig()
     images = np.asarray(images, dtype=np.float32)
@@ -567,7 +603,8 @@ def train(images, quaternions, split: dict | None = None, config: TrainingConfig
                              shuffle=False)
     history = _History(backup_dir)
     callbacks = [
-        keras.callbacks.EarlyStopping(patience=config.patience, restore_best_weights=True),
+        keras.callbacks.EarlyStopping(patience=config.patience),
+        _BestWeights(backup_dir),
         _EpochSync(training),
         history,
         _TqdmEpochs(config.epochs, progress),
