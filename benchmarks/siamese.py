@@ -27,12 +27,13 @@ def _machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()} (load avg {os.getloadavg()[0]:.1f})"
 
 
-def training_throughput(size: int, batch_size: int, steps: int, head: str = "rotation", seed: int = 0) -> dict:
+def training_throughput(size: int, batch_size: int, steps: int, normalization: str = "batch",
+                        head: str = "rotation", seed: int = 0) -> dict:
     siamese.set_seed(seed)
     rng = np.random.default_rng(seed)
     images = rng.standard_normal((batch_size, size, size)).astype(np.float32)
     quaternions = rotations.random_quaternions(batch_size, rng)
-    model = siamese.SiameseDistance(size, head=head)
+    model = siamese.SiameseDistance(size, head=head, normalization=normalization)
     model.compile(optimizer="adam", loss=siamese.PairDistanceLoss("mae"))
     batches = siamese.PairBatches(images, quaternions, batch_size, seed)
     x, y = batches[0]
@@ -48,7 +49,7 @@ def training_throughput(size: int, batch_size: int, steps: int, head: str = "rot
     rotate_seconds = time.perf_counter() - start
     pairs = batch_size * (batch_size - 1) // 2
     return {
-        "size": size, "batch_size": batch_size, "seconds_per_step": seconds,
+        "size": size, "batch_size": batch_size, "normalization": normalization, "seconds_per_step": seconds,
         "images_per_s": batch_size / seconds, "pairs_per_s": pairs / seconds,
         "rotation_augmentation_images_per_s": batch_size / rotate_seconds,
     }
@@ -70,6 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 128], help="images per step")
+    parser.add_argument("--normalizations", nargs="+", default=["batch", "group"], help="encoder normalisations")
     parser.add_argument("--steps", type=int, default=5, help="timed training steps per batch size")
     parser.add_argument("--images", type=int, default=1650, help="images in the distance matrix (paper's test set)")
     parser.add_argument("--json", help="also write the results to this JSON file")
@@ -77,12 +79,14 @@ def main() -> None:
 
     results = {"version": __version__, "machine": _machine(), "training": [], "distance_matrix": None}
     print(f"cryoposes {__version__} on {results['machine']}")
-    print(f"{'size':>5} {'B':>5} {'s/step':>8} {'images/s':>9} {'pairs/s':>10} {'rotate img/s':>13}")
-    for batch_size in args.batch_sizes:
-        row = training_throughput(args.size, batch_size, args.steps)
-        results["training"].append(row)
-        print(f"{row['size']:>5} {batch_size:>5} {row['seconds_per_step']:>8.3f} {row['images_per_s']:>9.1f} "
-              f"{row['pairs_per_s']:>10.0f} {row['rotation_augmentation_images_per_s']:>13.0f}")
+    print(f"{'size':>5} {'norm':>6} {'B':>5} {'s/step':>8} {'images/s':>9} {'pairs/s':>10} {'rotate img/s':>13}")
+    for normalization in args.normalizations:
+        for batch_size in args.batch_sizes:
+            row = training_throughput(args.size, batch_size, args.steps, normalization)
+            results["training"].append(row)
+            print(f"{row['size']:>5} {normalization:>6} {batch_size:>5} {row['seconds_per_step']:>8.3f} "
+                  f"{row['images_per_s']:>9.1f} {row['pairs_per_s']:>10.0f} "
+                  f"{row['rotation_augmentation_images_per_s']:>13.0f}")
     row = distance_matrix_time(args.size, args.images)
     results["distance_matrix"] = row
     print(f"distance matrix: {row['images']} images ({row['pairs']:,} pairs) at {row['size']} px "

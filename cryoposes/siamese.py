@@ -152,7 +152,7 @@ class SiameseDistance(keras.Model):
     """
 
     def __init__(self, image_size: int, embedding: int = 64, head: str = "rotation",
-                 filters=(16, 32, 64, 128), normalization: str = "group", metadata=None, **kwargs):
+                 filters=(16, 32, 64, 128), normalization: str = "batch", metadata=None, **kwargs):
         super().__init__(**kwargs)
         if head not in HEADS:
             raise ValueError(f"unknown head {head!r}; choose one of {HEADS}")
