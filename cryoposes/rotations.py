@@ -256,12 +256,19 @@ def random_quaternions(n: int, rng=None):
 
 #: Coverages of the viewing sphere, as limits on (rot, tilt, psi) in radians.
 #: ``half`` is the upper hemisphere of viewing directions (tilt ≤ 90°), the seed report's setting;
-#: ``quarter`` is the 2021 paper's code for 5a1a: the third Euler angle in [0, 0.4π] and the
-#: second in [0, π/2], which avoids most of β-galactosidase's D2 symmetry.
+#: ``quarter`` is the 2021 paper's code for 5a1a: tilt in [0, π/2] and the *azimuth of the
+#: viewing direction* in [0, 0.4π]. The paper's code names that azimuth its "third Euler angle"
+#: (its ray direction is a function of its second and third angles only); in RELION's convention
+#: it is ``rot``, the angle about the molecule's z axis. Restricting it is what avoids
+#: β-galactosidase's D2 symmetry: symmetry copies of a pose are ``g·R`` (a rotation of the
+#: molecule, on the left), the half turn about z adds π to ``rot`` and the half turns about x
+#: and y send tilt to π − tilt, so no two poses of this coverage give the same image.
+#: Restricting ``psi`` instead (an in-plane turn, on the right) would keep every half-turn-about-z
+#: copy inside the coverage: identical images with targets 180° apart.
 COVERAGES = {
     "full": None,
     "half": {"tilt": (0.0, np.pi / 2)},
-    "quarter": {"tilt": (0.0, np.pi / 2), "psi": (0.0, 0.4 * np.pi)},
+    "quarter": {"rot": (0.0, 0.4 * np.pi), "tilt": (0.0, np.pi / 2)},
 }
 
 

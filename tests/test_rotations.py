@@ -166,10 +166,15 @@ def test_coverage_sampling(coverage):
         assert view_z.min() < -0.95 and view_z.max() > 0.95
     else:
         assert tilt.max() <= np.pi / 2 + 1e-12 and view_z.min() >= -1e-12
-        # Uniform viewing directions on the half sphere: cos(tilt) is uniform on [0, 1].
+        # Uniform viewing directions: cos(tilt) is uniform on [0, 1].
         assert stats.kstest(view_z, "uniform").pvalue > 0.001
     if coverage == "quarter":
-        assert np.mod(psi, 2 * np.pi).max() <= 0.4 * np.pi + 1e-12
+        assert np.mod(rot, 2 * np.pi).max() <= 0.4 * np.pi + 1e-12
+        # The point of the quarter coverage: no D2 symmetry copy of a pose lies inside it.
+        group = rt.symmetry_group("D2")
+        for g in group[1:]:
+            copies = rt.quaternion_multiply(np.broadcast_to(g, q.shape), q)
+            assert not np.any(rt.in_coverage(copies, "quarter"))
 
 
 def test_unknown_coverage_and_negative_counts():
