@@ -75,6 +75,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--zoom", type=float, default=1.0,
                         help="project in a box of size·zoom px and keep the central size px (default 1)")
+    parser.add_argument("--crop", type=int, default=None,
+                        help="the encoder sees the central CROP px of each image (default: all of it)")
+    parser.add_argument("--input-size", type=int, default=None,
+                        help="and resizes them to this many px (anti-aliased; default: no resizing)")
     parser.add_argument("--images", type=int, default=5000)
     parser.add_argument("--snr-db", type=float, default=None)
     parser.add_argument("--epochs", type=int, default=30)
@@ -87,6 +91,10 @@ def main() -> None:
     parser.add_argument("--no-rotate", action="store_true", help="no in-plane rotation augmentation")
     parser.add_argument("--recovery-steps", type=int, default=3000)
     parser.add_argument("--inits", nargs="+", default=["spectral", "random", "true"])
+    parser.add_argument("--init-model", default=None, metavar="MODEL.keras",
+                        help="fine-tune this model (same simulated images and seed), e.g. a clean run's")
+    parser.add_argument("--save-model", default=None, metavar="MODEL.keras", help="keep the trained model here")
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="results/learned_distances.json")
     args = parser.parse_args()
@@ -94,10 +102,14 @@ def main() -> None:
     config = siamese.TrainingConfig(
         embedding=args.embedding, head=args.head, loss=args.loss, epochs=args.epochs,
         batch_size=args.batch_size, seed=args.seed, normalization=args.normalization, patience=args.patience,
+        crop=args.crop, input_size=args.input_size, learning_rate=args.learning_rate,
         augmentation=siamese.Augmentation(rotate=not args.no_rotate))
     result = siamese.experiment(args.protein, args.images, args.size, args.coverage, args.snr_db, config,
                                 inits=tuple(args.inits), recovery_steps=args.recovery_steps,
-                                symmetry=args.symmetry, seed=args.seed, zoom=args.zoom, progress=True)
+                                symmetry=args.symmetry, seed=args.seed, zoom=args.zoom, progress=True,
+                                initial=args.init_model)
+    if args.save_model:
+        result["model"].save(args.save_model)
     command = shlex.join([Path(sys.executable).name, *sys.argv])
     entry = record(result, args.name, args.profile, vars(args), command)
     output = Path(args.output)

@@ -2,7 +2,8 @@
 
 The network
 -----------
-A shared CNN encoder ``G_w`` (per-image standardisation, convolution blocks with GroupNorm or
+A shared CNN encoder ``G_w`` (optional central crop and anti-aliased downsampling of the input,
+per-image standardisation, convolution blocks with GroupNorm or
 BatchNorm (:data:`NORMALIZATIONS`) and ReLU, max pooling, global average pooling, a dense layer)
 maps each image to an embedding of size ``K``; a parameter-free *head* turns two embeddings into a distance. Three heads:
 
@@ -144,6 +145,13 @@ class SiameseDistance(keras.Model):
     Parameters
     ----------
     image_size : side L of the square input images.
+    crop : side of the central square the encoder looks at (default: the whole image). The
+        particle sits in the middle of a box made large enough to turn it (the map's diagonal),
+        so the outer ring is mostly background, or noise only.
+    input_size : side the cropped square is resized to (anti-aliased bilinear) before the
+        convolutions (default: no resizing). Downsampling averages white noise away (binning by
+        2 divides its variance by 4) and makes each step cheaper; the simulated images, their
+        noise and their augmentations keep the full size L.
     embedding : size K of the embedding.
     head : one of :data:`HEADS`.
     filters : channels of the convolution blocks; each block is two 3×3 convolutions with
@@ -152,15 +160,24 @@ class SiameseDistance(keras.Model):
     """
 
     def __init__(self, image_size: int, embedding: int = 64, head: str = "rotation",
-                 filters=(16, 32, 64, 128), normalization: str = "batch", metadata=None, **kwargs):
+                 filters=(16, 32, 64, 128), normalization: str = "batch", metadata=None,
+                 crop: int | None = None, input_size: int | None = None, **kwargs):
         super().__init__(**kwargs)
         if head not in HEADS:
             raise ValueError(f"unknown head {head!r}; choose one of {HEADS}")
         if int(embedding) < 1:
             raise ValueError(f"embedding size must be positive, got {embedding}")
-        if int(image_size) < 2 ** len(filters):
-            raise ValueError(f"images of {image_size} px are too small for {len(filters)} pooling blocks")
+        crop = int(image_size) if crop is None else int(crop)
+        if not 1 <= crop <= int(image_size):
+            raise ValueError(f"crop must be between 1 and the image size {image_size} px, got {crop}")
+        input_size = crop if input_size is None else int(input_size)
+        if not 1 <= input_size <= crop:
+            raise ValueError(f"input size must be between 1 and the crop {crop} px, got {input_size}")
+        if input_size < 2 ** len(filters):
+            raise ValueError(f"images of {input_size} px are too small for {len(filters)} pooling blocks")
         self.image_size = int(image_size)
+        self.crop = crop
+        self.input_size = input_size
         self.embedding = int(embedding)
         self.head = head
         self.filters = tuple(int(f) for f in filters)
@@ -172,11 +189,20 @@ class SiameseDistance(keras.Model):
 
     def _build_encoder(self):
         images = keras.Input((self.image_size, self.image_size, 1), name="image")
+        x = images
+        if self.crop < self.image_size:
+            # Keeps the centre pixel L//2 at crop//2 (the convention of cryoposes.projection).
+            before = self.image_size // 2 - self.crop // 2
+            after = self.image_size - self.crop - before
+            x = keras.layers.Cropping2D(((before, after), (before, after)), name="crop")(x)
+        if self.input_size < self.crop:
+            x = keras.layers.Resizing(self.input_size, self.input_size, interpolation="bilinear",
+                                      antialias=True, name="downsample")(x)
         # Per-image standardisation: the distance must not depend on the image scale or
         # offset, and noise augmentation changes both.
-        mean = ops.mean(images, axis=(1, 2, 3), keepdims=True)
-        std = ops.std(images, axis=(1, 2, 3), keepdims=True)
-        x = (images - mean) / (std + 1e-6)
+        mean = ops.mean(x, axis=(1, 2, 3), keepdims=True)
+        std = ops.std(x, axis=(1, 2, 3), keepdims=True)
+        x = (x - mean) / (std + 1e-6)
         for index, channels in enumerate(self.filters):
             for repeat in range(2):
                 x = keras.layers.Conv2D(channels, 3, padding="same", use_bias=self.normalization == "none",
@@ -214,6 +240,8 @@ class SiameseDistance(keras.Model):
             "filters": list(self.filters),
             "normalization": self.normalization,
             "metadata": self.metadata,
+            "crop": self.crop,
+            "input_size": self.input_size,
             "name": self.name,
         }
 
@@ -425,6 +453,8 @@ class TrainingConfig:
     loss: str = "mae"
     filters: tuple = (16, 32, 64, 128)
     normalization: str = "batch"
+    crop: int | None = None
+    input_size: int | None = None
     epochs: int = 20
     batch_size: int = 64
     learning_rate: float = 1e-3
@@ -556,7 +586,7 @@ class _TqdmEpochs(keras.callbacks.Callback):
 
 
 def train(images, quaternions, split: dict | None = None, config: TrainingConfig | None = None,
-          backup_dir=None, progress: bool = True, metadata: dict | None = None):
+          backup_dir=None, progress: bool = True, metadata: dict | None = None, initial=None):
     """Train a :class:`SiameseDistance` on the train images, validating on the validation ones.
 
     ``split`` maps "train"/"validation"/"test" to indices into ``images`` (default
@@ -566,6 +596,12 @@ def train(images, quaternions, split: dict | None = None, config: TrainingConfig
     stops early after ``patience`` epochs without a lower validation loss (the count restarts
     on resume) and ends with the weights of the best epoch. Returns the model; its ``metadata``
     holds the config, split and loss history.
+
+    ``initial`` (a model or a ``.keras`` path) starts from that model's weights instead of a
+    random initialisation: fine-tuning, e.g. a network trained on clean images continued on
+    noisy ones (a curriculum: it learns the poses first, then to see them through the noise).
+    It must have the same architecture and have been trained on the same split of the same
+    images, or its "test" images would not be unseen.
     """
     config = config or TrainingConfig()
     images = np.asarray(images, dtype=np.float32)
@@ -582,9 +618,12 @@ def train(images, quaternions, split: dict | None = None, config: TrainingConfig
     set_seed(config.seed)
     settings = asdict(config)
     model = SiameseDistance(images.shape[1], config.embedding, config.head, config.filters,
-                            config.normalization, metadata={**(metadata or {}), "config": settings,
+                            config.normalization, crop=config.crop, input_size=config.input_size,
+                            metadata={**(metadata or {}), "config": settings,
                                       "split": {k: np.asarray(v).tolist() for k, v in split.items()}})
     model(np.zeros((2, images.shape[1], images.shape[1], 1), np.float32))  # build (BackupAndRestore needs it)
+    if initial is not None:
+        _start_from(model, load(initial) if isinstance(initial, (str, os.PathLike)) else initial, split)
     if config.schedule not in ("cosine", "constant"):
         raise ValueError(f"unknown learning-rate schedule {config.schedule!r}; choose cosine or constant")
     learning_rate = config.learning_rate
@@ -616,6 +655,22 @@ def train(images, quaternions, split: dict | None = None, config: TrainingConfig
     recompute_batch_statistics(model, training)
     model.metadata["history"] = history.as_lists()
     return model
+
+
+def _start_from(model: SiameseDistance, initial: SiameseDistance, split: dict):
+    """Copy ``initial``'s weights into ``model`` after checking they are compatible."""
+    architecture = ("image_size", "crop", "input_size", "embedding", "head", "filters", "normalization")
+    different = [name for name in architecture if getattr(model, name) != getattr(initial, name)]
+    if different:
+        raise ValueError("the initial model has another architecture: "
+                         + ", ".join(f"{name} {getattr(initial, name)} ≠ {getattr(model, name)}" for name in different))
+    initial_split = initial.metadata.get("split")
+    if initial_split is None or any(sorted(initial_split.get(key, [])) != sorted(np.asarray(value).tolist())
+                                    for key, value in split.items()):
+        raise ValueError("the initial model was trained on another image split: its test images would "
+                         "not be unseen (train it on the same dataset with the same seed and split)")
+    model.set_weights(initial.get_weights())
+    model.metadata["initial"] = {key: initial.metadata.get(key) for key in ("config", "history")}
 
 
 def load(path) -> SiameseDistance:
@@ -722,7 +777,7 @@ def recover_from_distances(distances, true_quaternions, init: str = "spectral", 
 def experiment(protein: str = "5j0n", n: int = 5000, size: int = 64, coverage: str = "full",
                snr_db: float | None = None, config: TrainingConfig | None = None,
                inits=("spectral",), recovery_steps: int = 3000, symmetry: str = "C1", seed: int = 0,
-               zoom: float = 1.0, progress: bool = False) -> dict:
+               zoom: float = 1.0, progress: bool = False, initial=None) -> dict:
     """The whole Phase 2.2 pipeline on simulated data, from a density map to scored poses.
 
     Projects ``protein`` (a :func:`cryoposes.volumes.load_protein` name) at ``n`` poses uniform
@@ -732,8 +787,9 @@ def experiment(protein: str = "5j0n", n: int = 5000, size: int = 64, coverage: s
     network on the clean training images, with noise at ``snr_db`` added on the fly if given
     (``config.augmentation.snr_db`` is set from it); adds one fixed noise draw at ``snr_db`` to
     the test images; computes their learned distance matrix; recovers their poses from it for
-    each start in ``inits`` and scores them (:func:`recover_from_distances`). Returns a dict of
-    arrays, the model and timings (seconds).
+    each start in ``inits`` and scores them (:func:`recover_from_distances`). ``initial``: a
+    model to fine-tune (see :func:`train`), e.g. the clean run's model for a noisy run on the
+    same simulated images. Returns a dict of arrays, the model and timings (seconds).
     """
     from cryoposes import imaging, projection, volumes
 
@@ -754,7 +810,7 @@ def experiment(protein: str = "5j0n", n: int = 5000, size: int = 64, coverage: s
     timings["simulate"] = time.perf_counter() - start
     split = split_indices(n, seed=seed)
     start = time.perf_counter()
-    model = train(images, quaternions, split, config, progress=progress,
+    model = train(images, quaternions, split, config, progress=progress, initial=initial,
                   metadata={"protein": protein, "size": size, "zoom": zoom, "coverage": coverage, "snr_db": snr_db})
     timings["train"] = time.perf_counter() - start
     test = split["test"]

@@ -256,6 +256,8 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
     (["{data}", "-o", "{tmp}/model.keras", "--epochs", "0"], "--epochs must be at least 1"),
     (["{data}", "-o", "{tmp}/model.keras", "--shift", "-1"], "--shift must be non-negative"),
     (["{data}", "-o", "{tmp}/model.keras", "--head", "manhattan"], "invalid choice"),
+    (["{data}", "-o", "{tmp}/model.keras", "--crop", "-4"], "--crop must be at least 1"),
+    (["{data}", "-o", "{tmp}/model.keras", "--init-model", "{tmp}/none.keras"], "initial model"),
 ])
 def test_train_distance_cli_rejects_bad_input_with_exit_status_2(tmp_path, capsys, arguments, message):
     from cryoposes.cli import main
@@ -292,8 +294,9 @@ def test_train_distance_cli_saves_a_model_with_its_split(tmp_path, volume_5j0n_3
     write_dataset(ParticleDataset(project(volume_5j0n_32, quaternions), quaternions, pixel_size=4.0,
                                   metadata={"protein": "5j0n"}), tmp_path / "particles")
     output = tmp_path / "distance.keras"
-    status = main(["train-distance", str(tmp_path / "particles"), "-o", str(output), "--epochs", "1",
-                   "--embedding", "8", "--batch-size", "16", "--shift", "1", "--snr-db", "0", "--seed", "2", "--quiet"])
+    common = ["--epochs", "1", "--embedding", "8", "--batch-size", "16", "--crop", "28", "--input-size", "16", "--quiet"]
+    status = main(["train-distance", str(tmp_path / "particles"), "-o", str(output), *common,
+                   "--shift", "1", "--snr-db", "0", "--seed", "2"])
     assert status == 0 and output.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["distance.keras", "particles"]  # no backup or partial file
     test = siamese.test_indices(output, 80)
@@ -301,6 +304,16 @@ def test_train_distance_cli_saves_a_model_with_its_split(tmp_path, volume_5j0n_3
     model = siamese.load(output)
     assert model.metadata["config"]["augmentation"]["snr_db"] == 0 and model.metadata["dataset_metadata"]["protein"] == "5j0n"
     assert siamese.distance_matrix(model, project(volume_5j0n_32, quaternions[test])).shape == (len(test), len(test))
+    assert (model.crop, model.input_size) == (28, 16)
+    # Fine-tuning continues the model on the same split; another seed (another split) is refused.
+    tuned = tmp_path / "tuned.keras"
+    assert main(["train-distance", str(tmp_path / "particles"), "-o", str(tuned), *common, "--seed", "2",
+                 "--init-model", str(output)]) == 0
+    assert siamese.load(tuned).metadata["initial"]["config"]["augmentation"]["snr_db"] == 0
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train-distance", str(tmp_path / "particles"), "-o", str(tmp_path / "other.keras"), *common,
+              "--seed", "3", "--init-model", str(output)])
+    assert exit_info.value.code == 2 and not (tmp_path / "other.keras").exists()
 
 
 def test_batch_statistics_are_recomputed_from_training_batches():
@@ -314,3 +327,45 @@ def test_batch_statistics_are_recomputed_from_training_batches():
     np.testing.assert_allclose(moving_mean, batch_mean, rtol=0.03, atol=1e-4)
     with pytest.raises(ValueError, match="unknown normalization"):
         siamese.SiameseDistance(32, normalization="layer")
+
+
+def test_the_encoder_sees_only_the_central_crop_downsampled():
+    model = siamese.SiameseDistance(40, crop=24, input_size=16, **SMALL)
+    images = np.random.default_rng(5).standard_normal((6, 40, 40)).astype(np.float32)
+    changed = images.copy()
+    changed[:, :8] += 100.0  # rows outside the central 24 px
+    np.testing.assert_allclose(siamese.embed(model, images), siamese.embed(model, changed), atol=1e-6)
+    changed = images.copy()
+    changed[:, 20, 20] += 100.0  # the centre pixel 40 // 2 is inside
+    assert np.abs(siamese.embed(model, images) - siamese.embed(model, changed)).max() > 1e-3
+    assert model.encoder.get_layer("downsample").output.shape[1:3] == (16, 16)
+    with pytest.raises(ValueError, match="crop must be between 1 and the image size 40"):
+        siamese.SiameseDistance(40, crop=48, **SMALL)
+    with pytest.raises(ValueError, match="input size must be between 1 and the crop 24"):
+        siamese.SiameseDistance(40, crop=24, input_size=30, **SMALL)
+
+
+def test_crop_and_input_size_survive_saving(tmp_path):
+    images, quaternions = _synthetic(n=48, size=40)
+    model = siamese.train(images, quaternions, config=_small_config(crop=32, input_size=16), progress=False)
+    model.save(tmp_path / "cropped.keras")
+    loaded = siamese.load(tmp_path / "cropped.keras")
+    assert (loaded.crop, loaded.input_size) == (32, 16)
+    np.testing.assert_allclose(siamese.distance_matrix(loaded, images), siamese.distance_matrix(model, images))
+
+
+def test_fine_tuning_starts_from_the_initial_weights_and_checks_the_split(trained):
+    model, path, images, quaternions = trained
+    split = siamese.load_split(model)
+    config = _small_config(epochs=1, learning_rate=1e-12, schedule="constant")
+    # A vanishing learning rate: the continued model keeps the initial weights (BatchNorm
+    # statistics are recomputed, so compare the trainable weights).
+    tuned = siamese.train(images, quaternions, split, config, progress=False, initial=path)
+    for before, after in zip(model.trainable_weights, tuned.trainable_weights):
+        np.testing.assert_allclose(ops.convert_to_numpy(before), ops.convert_to_numpy(after), atol=1e-6)
+    assert tuned.metadata["initial"]["history"]["loss"] == model.metadata["history"]["loss"]
+    other = siamese.split_indices(len(images), seed=99)
+    with pytest.raises(ValueError, match="another image split"):
+        siamese.train(images, quaternions, other, config, progress=False, initial=model)
+    with pytest.raises(ValueError, match="another architecture: embedding 16 ≠ 8"):
+        siamese.train(images, quaternions, split, _small_config(embedding=8), progress=False, initial=model)

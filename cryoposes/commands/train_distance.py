@@ -46,6 +46,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--normalization", choices=NORMALIZATIONS, default="batch",
                         help="encoder normalisation: batch (default; statistics recomputed after "
                              "training), group or none")
+    parser.add_argument("--crop", type=int, default=None, metavar="PX",
+                        help="the encoder sees the central PX pixels of each image (default: all)")
+    parser.add_argument("--input-size", type=int, default=None, metavar="PX",
+                        help="resize the (cropped) images to PX pixels, anti-aliased, before the "
+                             "convolutions: averages noise away, faster steps (default: no resizing)")
+    parser.add_argument("--init-model", metavar="MODEL.keras", default=None,
+                        help="fine-tune this model instead of starting from random weights (same "
+                             "architecture, trained on this dataset with the same seed and split), "
+                             "e.g. a clean-image model continued with --snr-db")
     parser.add_argument("--batch-size", type=int, default=64, metavar="B",
                         help="images per step; trains on their B(B-1)/2 pairs (default 64)")
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
@@ -76,8 +85,10 @@ def _check(args) -> Path:
         raise UsageError(f"output folder {output.parent} does not exist")
     if not Path(args.dataset).is_dir():
         raise UsageError(f"dataset folder {args.dataset} does not exist")
-    for name in ("epochs", "embedding", "batch_size", "patience"):
-        if getattr(args, name) < 1:
+    if args.init_model is not None and not Path(args.init_model).is_file():
+        raise UsageError(f"initial model {args.init_model} does not exist")
+    for name in ("epochs", "embedding", "batch_size", "patience", "crop", "input_size"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.batch_size < 2:
         raise UsageError("--batch-size must be at least 2 (pairs need two images)")
@@ -106,7 +117,7 @@ def main(args) -> int:
         embedding=args.embedding, head=args.head, loss=args.loss, normalization=args.normalization, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate, sampling=args.sampling,
         pair_fraction=args.pair_fraction, patience=args.patience, seed=args.seed,
-        augmentation=augmentation)
+        crop=args.crop, input_size=args.input_size, augmentation=augmentation)
     backup = output.with_name(output.name + ".backup")
     metadata = {
         "dataset": os.path.abspath(args.dataset),
@@ -115,7 +126,7 @@ def main(args) -> int:
         "version": __version__,
     }
     model = siamese.train(images, dataset.quaternions, split, config, backup_dir=backup,
-                          progress=not args.quiet, metadata=metadata)
+                          progress=not args.quiet, metadata=metadata, initial=args.init_model)
     temporary = output.with_name(f".{output.stem}.partial.keras")
     model.save(temporary)
     os.replace(temporary, output)
