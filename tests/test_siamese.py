@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import starfile
 
 import keras
 from keras import ops
@@ -285,7 +286,7 @@ def test_augmentation_adds_noise_at_the_snr_and_keeps_poses_without_rotation():
     assert not np.allclose(signal, clean, atol=1e-3)
 
 
-def test_train_distance_cli_saves_a_model_with_its_split(tmp_path, volume_5j0n_32):
+def test_train_distance_cli_saves_a_model_with_its_split(tmp_path, capsys, volume_5j0n_32):
     from cryoposes.cli import main
     from cryoposes.particles import ParticleDataset, write_dataset
     from cryoposes.projection import project
@@ -314,6 +315,21 @@ def test_train_distance_cli_saves_a_model_with_its_split(tmp_path, volume_5j0n_3
         main(["train-distance", str(tmp_path / "particles"), "-o", str(tmp_path / "other.keras"), *common,
               "--seed", "3", "--init-model", str(output)])
     assert exit_info.value.code == 2 and not (tmp_path / "other.keras").exists()
+    # Recovery from the learned distances: the test images only, then scored.
+    star = tmp_path / "learned.star"
+    assert main(["recover", str(tmp_path / "particles"), "--distance", str(tuned), "--seed", "0",
+                 "--steps", "50", "-o", str(star), "--quiet"]) == 0
+    recovered = starfile.read(star)
+    assert len(recovered) == len(test)
+    assert list(recovered["rlnImageName"]) == [f"{i + 1:06d}@particles.mrcs" for i in test]
+    assert main(["evaluate", str(tmp_path / "particles" / "particles.star"), str(star)]) == 0
+    # A dataset of the same size from another simulation is refused (its "test" images were seen).
+    write_dataset(ParticleDataset(project(volume_5j0n_32, quaternions), quaternions, pixel_size=4.0,
+                                  metadata={"protein": "5a1a"}), tmp_path / "other")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["recover", str(tmp_path / "other"), "--distance", str(tuned), "--seed", "0", "-o", str(star)])
+    assert exit_info.value.code == 2
+    assert "another simulation (protein '5j0n' ≠ '5a1a')" in capsys.readouterr().err
 
 
 def test_batch_statistics_are_recomputed_from_training_batches():

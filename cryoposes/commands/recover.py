@@ -7,8 +7,11 @@ N×N target distances and fits one unit quaternion per particle to them
   true         the true pose distances d_q from the STAR file (Phase 1: perfect distances);
   euclidean    ‖p_i − p_j‖ between images, scaled so their mean is that of uniform rotations
                (Phase 2.1 baseline);
-  MODEL.keras  a distance network from `cryoposes train-distance` trained on this dataset: only
-               its test images (never seen in training) are recovered.
+  MODEL.keras  a distance network from `cryoposes train-distance` trained on this dataset, or
+               on the same simulation without noise (same protein, size, count, coverage,
+               seed: the same poses, so the same split): only its test images (never seen
+               in training) are recovered. Train on clean images with noise added on the fly
+               (--snr-db), then recover a noisy dataset.
 
 The output lists rlnImageName and rlnAngleRot/Tilt/Psi (degrees) of the recovered particles;
 score it with `cryoposes evaluate DIR/particles.star FILE.star`. Recovered poses are defined up
@@ -71,6 +74,19 @@ def _check_arguments(args) -> None:
         raise UsageError(f"no dataset folder at {args.directory}")
 
 
+#: Simulation settings that must agree between the dataset a distance model was trained on and
+#: the one recovered (noise may differ: that is the point of training with on-the-fly noise).
+SAME_SIMULATION = ("protein", "n", "size", "coverage", "seed", "shift", "ctf")
+
+
+def _check_same_simulation(trained_on: dict, recovered: dict) -> None:
+    different = [f"{key} {trained_on[key]!r} ≠ {recovered[key]!r}" for key in SAME_SIMULATION
+                 if key in trained_on and key in recovered and trained_on[key] != recovered[key]]
+    if different:
+        raise UsageError("the distance model was trained on another simulation (" + ", ".join(different)
+                         + "): its test images are not this dataset's unseen images")
+
+
 def main(args) -> int:
     import numpy as np
 
@@ -89,8 +105,10 @@ def main(args) -> int:
     else:
         from cryoposes import siamese  # TensorFlow model code: only loaded when asked for
 
-        chosen = siamese.test_indices(args.distance, n)
-        targets = siamese.distance_matrix(args.distance, dataset.images[chosen])
+        model = siamese.load(args.distance)
+        _check_same_simulation(model.metadata.get("dataset_metadata") or {}, dataset.metadata)
+        chosen = siamese.test_indices(model, n)
+        targets = siamese.distance_matrix(model, dataset.images[chosen])
     names = [f"{i + 1:06d}@{particles.STACK_NAME}" for i in chosen]
 
     start = time.perf_counter()
