@@ -89,6 +89,8 @@ def main() -> None:
     parser.add_argument("--normalization", default="batch", help="encoder normalisation: batch, group or none")
     parser.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs")
     parser.add_argument("--no-rotate", action="store_true", help="no in-plane rotation augmentation")
+    parser.add_argument("--turns", type=int, default=1,
+                        help="in-plane turns averaged in each learned distance matrix (default 1)")
     parser.add_argument("--recovery-steps", type=int, default=3000)
     parser.add_argument("--inits", nargs="+", default=["spectral", "random", "true"])
     parser.add_argument("--init-model", default=None, metavar="MODEL.keras",
@@ -107,7 +109,7 @@ def main() -> None:
     result = siamese.experiment(args.protein, args.images, args.size, args.coverage, args.snr_db, config,
                                 inits=tuple(args.inits), recovery_steps=args.recovery_steps,
                                 symmetry=args.symmetry, seed=args.seed, zoom=args.zoom, progress=True,
-                                initial=args.init_model)
+                                initial=args.init_model, turns=args.turns)
     if args.save_model:
         result["model"].save(args.save_model)
     command = shlex.join([Path(sys.executable).name, *sys.argv])

@@ -289,6 +289,15 @@ def rotate_in_plane(images, quaternions, angles):
     centre pixel L//2 (cubic spline, zeros outside) and the new pose is ``q ⊗ q_z(α)``.
     Returns ``(rotated images (N, L, L) float32, quaternions (N, 4))``.
     """
+    angles = np.asarray(angles, dtype=float)
+    turns = rotations.axis_angle_to_quaternion(np.tile([0.0, 0.0, 1.0], (len(angles), 1)), angles)
+    return rotate_images(images, angles), rotations.quaternion_multiply(np.asarray(quaternions, dtype=float), turns)
+
+
+def rotate_images(images, angles):
+    """``image'(x, y) = image(Rz(α)·(x, y))`` about the centre pixel L//2 for each image and
+    angle α (radians; cubic spline, zeros outside): the images of the poses ``q ⊗ q_z(α)``
+    (see :func:`rotate_in_plane`). Returns (N, L, L) float32."""
     images = np.asarray(images, dtype=np.float32)
     angles = np.asarray(angles, dtype=float)
     size = images.shape[-1]
@@ -300,8 +309,7 @@ def rotate_in_plane(images, quaternions, angles):
         matrix = np.array([[c, s], [-s, c]])
         rotated[index] = ndimage.affine_transform(image, matrix, offset=centre - matrix @ centre,
                                                   order=3, mode="constant", cval=0.0)
-    turns = rotations.axis_angle_to_quaternion(np.tile([0.0, 0.0, 1.0], (len(angles), 1)), angles)
-    return rotated, rotations.quaternion_multiply(np.asarray(quaternions, dtype=float), turns)
+    return rotated
 
 
 @dataclass
@@ -714,16 +722,30 @@ def embed(model_or_path, images, batch_size: int = 256) -> np.ndarray:
     return np.concatenate(chunks).astype(np.float64) if chunks else np.empty((0, model.embedding))
 
 
-def distance_matrix(model_or_path, images, batch_size: int = 256) -> np.ndarray:
+def distance_matrix(model_or_path, images, batch_size: int = 256, turns: int = 1) -> np.ndarray:
     """Learned distances (N, N) float64 between all pairs of ``images`` (N, L, L).
 
     Each image is embedded once; the head is then evaluated on all pairs of embeddings
     (radians for the ``rotation`` and ``cosine`` heads). Symmetric; the diagonal is the head's
     value at identical embeddings (0, or its clip floor, below 3e-3 rad).
+
+    ``turns`` = K > 1 averages K such matrices, of all images turned in their plane by
+    2πk/K (k = 0 … K−1): turning *both* images of a pair by the same α changes their poses to
+    ``R_i·Rz(α)`` and ``R_j·Rz(α)``, whose relative rotation ``Rz(−α)·R_iᵀR_j·Rz(α)`` has the
+    same angle, so every one of the K matrices estimates the same d_q, while the network's
+    errors differ between them and partly average out (test-time augmentation; K embeddings
+    per image).
     """
     model = load(model_or_path) if isinstance(model_or_path, (str, os.PathLike)) else model_or_path
-    embeddings = embed(model, images, batch_size)
-    distances = pairwise_head(embeddings, embeddings, model.head)
+    if isinstance(turns, bool) or int(turns) != turns or turns < 1:
+        raise ValueError(f"turns must be a positive integer, got {turns!r}")
+    images = np.asarray(images, dtype=np.float32)
+    distances = 0.0
+    for k in range(int(turns)):
+        turned = images if k == 0 else rotate_images(images, np.full(len(images), 2 * np.pi * k / turns))
+        embeddings = embed(model, turned, batch_size)
+        distances = distances + pairwise_head(embeddings, embeddings, model.head)
+    distances = distances / turns
     return (distances + distances.T) / 2.0
 
 
@@ -777,7 +799,7 @@ def recover_from_distances(distances, true_quaternions, init: str = "spectral", 
 def experiment(protein: str = "5j0n", n: int = 5000, size: int = 64, coverage: str = "full",
                snr_db: float | None = None, config: TrainingConfig | None = None,
                inits=("spectral",), recovery_steps: int = 3000, symmetry: str = "C1", seed: int = 0,
-               zoom: float = 1.0, progress: bool = False, initial=None) -> dict:
+               zoom: float = 1.0, progress: bool = False, initial=None, turns: int = 1) -> dict:
     """The whole Phase 2.2 pipeline on simulated data, from a density map to scored poses.
 
     Projects ``protein`` (a :func:`cryoposes.volumes.load_protein` name) at ``n`` poses uniform
@@ -789,7 +811,8 @@ def experiment(protein: str = "5j0n", n: int = 5000, size: int = 64, coverage: s
     the test images; computes their learned distance matrix; recovers their poses from it for
     each start in ``inits`` and scores them (:func:`recover_from_distances`). ``initial``: a
     model to fine-tune (see :func:`train`), e.g. the clean run's model for a noisy run on the
-    same simulated images. Returns a dict of arrays, the model and timings (seconds).
+    same simulated images. ``turns``: in-plane turns averaged in every distance matrix (see
+    :func:`distance_matrix`). Returns a dict of arrays, the model and timings (seconds).
     """
     from cryoposes import imaging, projection, volumes
 
@@ -816,13 +839,13 @@ def experiment(protein: str = "5j0n", n: int = 5000, size: int = 64, coverage: s
     test = split["test"]
     test_images = images[test] if snr_db is None else imaging.add_noise(images[test], snr_db, rng)
     start = time.perf_counter()
-    distances = distance_matrix(model, test_images)
+    distances = distance_matrix(model, test_images, turns=turns)
     timings["distance_matrix"] = time.perf_counter() - start
     subsets = {}
     for name in ("train", "validation"):
         chosen = split[name][:len(test)]
         subset_images = images[chosen] if snr_db is None else imaging.add_noise(images[chosen], snr_db, rng)
-        subsets[name] = (distance_matrix(model, subset_images), quaternions[chosen])
+        subsets[name] = (distance_matrix(model, subset_images, turns=turns), quaternions[chosen])
     subsets["test"] = (distances, quaternions[test])
     recoveries = {}
     for init in inits:

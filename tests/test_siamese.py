@@ -385,3 +385,22 @@ def test_fine_tuning_starts_from_the_initial_weights_and_checks_the_split(traine
         siamese.train(images, quaternions, other, config, progress=False, initial=model)
     with pytest.raises(ValueError, match="another architecture: embedding 16 ≠ 8"):
         siamese.train(images, quaternions, split, _small_config(embedding=8), progress=False, initial=model)
+
+
+def test_turn_averaged_distances_average_over_quarter_turns(trained):
+    model, _, images, _ = trained
+    plain = siamese.distance_matrix(model, images)
+    np.testing.assert_allclose(siamese.distance_matrix(model, images, turns=1), plain)
+    averaged = siamese.distance_matrix(model, images, turns=4)
+    assert averaged.shape == plain.shape and np.allclose(averaged, averaged.T)
+    assert np.abs(averaged - plain).max() > 1e-4
+    # Quarter turns about the centre pixel are exact on the grid (the border aside), so images
+    # turned by 90° beforehand give the same four turns in another order.
+    size = images.shape[-1]
+    framed = np.zeros_like(images)
+    framed[:, 4:size - 3, 4:size - 3] = images[:, 4:size - 3, 4:size - 3]
+    turned = siamese.rotate_images(framed, np.full(len(framed), np.pi / 2))
+    np.testing.assert_allclose(siamese.distance_matrix(model, turned, turns=4),
+                               siamese.distance_matrix(model, framed, turns=4), atol=1e-4)
+    with pytest.raises(ValueError, match="turns must be a positive integer"):
+        siamese.distance_matrix(model, images, turns=0)

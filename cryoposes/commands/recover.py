@@ -44,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="starting poses: spectral (from the distances, default), random, or the true poses")
     parser.add_argument("--sampling", choices=SAMPLINGS, default="random",
                         help="pairs per step: uniform random (default), k nearest neighbours, or half of each")
+    parser.add_argument("--turns", type=int, default=8, metavar="K",
+                        help="with MODEL.keras: average the learned distances over K in-plane turns of "
+                             "the images (d_q does not change when both images turn alike; default 8)")
     parser.add_argument("--steps", type=int, default=1500, metavar="S", help="optimisation steps (default 1500)")
     parser.add_argument("--batch", type=int, default=65536, metavar="B",
                         help="pairs per step (default 65536; at least all pairs means all pairs every step)")
@@ -54,6 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_arguments(args) -> None:
+    if args.turns <= 0:
+        raise UsageError(f"--turns must be positive, got {args.turns}")
     if args.steps <= 0:
         raise UsageError(f"--steps must be positive, got {args.steps}")
     if args.batch <= 0:
@@ -108,7 +113,7 @@ def main(args) -> int:
         model = siamese.load(args.distance)
         _check_same_simulation(model.metadata.get("dataset_metadata") or {}, dataset.metadata)
         chosen = siamese.test_indices(model, n)
-        targets = siamese.distance_matrix(model, dataset.images[chosen])
+        targets = siamese.distance_matrix(model, dataset.images[chosen], turns=args.turns)
     names = [f"{i + 1:06d}@{particles.STACK_NAME}" for i in chosen]
 
     start = time.perf_counter()
