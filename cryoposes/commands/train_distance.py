@@ -9,8 +9,11 @@ validation loss, and saves the model to MODEL.keras. The split is stored inside 
 An interrupted run resumes from its last finished epoch when started again with the same
 arguments (state kept in MODEL.keras.backup/ until the model is written).
 
-Example:
-    cryoposes train-distance particles/ -o distance.keras --epochs 40 --snr-db -12 --seed 0
+Examples (the second continues the clean model on noisy images, which learns noise far
+faster than starting from random weights):
+    cryoposes train-distance particles/ -o clean.keras --crop 72 --input-size 64 --epochs 40 --seed 0
+    cryoposes train-distance particles/ -o noisy.keras --crop 72 --input-size 64 --epochs 40 \
+        --snr-db -12 --learning-rate 5e-4 --init-model clean.keras --seed 0
 """
 
 from __future__ import annotations
