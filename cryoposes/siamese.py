@@ -78,6 +78,7 @@ __all__ = [
     "Augmentation",
     "PairBatches",
     "rotate_in_plane",
+    "rotate_images",
     "split_indices",
     "flat_histogram_weights",
     "TrainingConfig",
