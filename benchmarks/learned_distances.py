@@ -3,7 +3,7 @@
     python benchmarks/learned_distances.py --name 5j0n-64px-clean --protein 5j0n --size 64 \\
         --images 5000 --epochs 30 --output results/learned_distances.json
 
-Runs :func:`cryoposes.siamese.experiment` (simulate, split, train on the training images,
+Runs :func:`cryoposes.studies.experiment` (simulate, split, train on the training images,
 recover the test images' poses from their learned distances, score them) and stores a record
 under ``--name`` in the JSON file (other records are kept): the exact command, cryoposes
 version, machine, sizes, training history, distance errors, median and mean errors after O(4)
@@ -22,7 +22,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from cryoposes import __version__, siamese
+from cryoposes import __version__, studies, training
+from cryoposes.options import TURNS
+from cryoposes.recovery import RecoveryConfig
 
 
 def machine() -> str:
@@ -32,8 +34,17 @@ def machine() -> str:
             f"load average {load:.1f} at the end")
 
 
+def portable(argument: str) -> str:
+    """A command-line argument as another machine can read it: absolute paths made relative to
+    the working directory (the repository root), or cut to the file name when outside it."""
+    if not os.path.isabs(argument):
+        return argument
+    relative = os.path.relpath(argument)
+    return Path(argument).name if relative.startswith("..") else relative
+
+
 def record(result: dict, name: str, profile: str, args: dict, command: str) -> dict:
-    """JSON-ready numbers of an :func:`cryoposes.siamese.experiment` result."""
+    """JSON-ready numbers of an :func:`cryoposes.studies.experiment` result."""
     model = result["model"]
     recoveries = {}
     for init, recovered in result["recoveries"].items():
@@ -89,8 +100,8 @@ def main() -> None:
     parser.add_argument("--normalization", default="batch", help="encoder normalisation: batch, group or none")
     parser.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs")
     parser.add_argument("--no-rotate", action="store_true", help="no in-plane rotation augmentation")
-    parser.add_argument("--turns", type=int, default=1,
-                        help="in-plane turns averaged in each learned distance matrix (default 1)")
+    parser.add_argument("--turns", type=int, default=TURNS,
+                        help=f"in-plane turns averaged in each learned distance matrix (default {TURNS})")
     parser.add_argument("--recovery-steps", type=int, default=3000)
     parser.add_argument("--inits", nargs="+", default=["spectral", "random", "true"])
     parser.add_argument("--init-model", default=None, metavar="MODEL.keras",
@@ -101,19 +112,20 @@ def main() -> None:
     parser.add_argument("--output", default="results/learned_distances.json")
     args = parser.parse_args()
 
-    config = siamese.TrainingConfig(
+    config = training.TrainingConfig(
         embedding=args.embedding, head=args.head, loss=args.loss, epochs=args.epochs,
         batch_size=args.batch_size, seed=args.seed, normalization=args.normalization, patience=args.patience,
         crop=args.crop, input_size=args.input_size, learning_rate=args.learning_rate,
-        augmentation=siamese.Augmentation(rotate=not args.no_rotate))
-    result = siamese.experiment(args.protein, args.images, args.size, args.coverage, args.snr_db, config,
-                                inits=tuple(args.inits), recovery_steps=args.recovery_steps,
+        augmentation=training.Augmentation(rotate=not args.no_rotate))
+    result = studies.experiment(args.protein, args.images, args.size, args.coverage, args.snr_db, config,
+                                inits=tuple(args.inits), recovery=RecoveryConfig(steps=args.recovery_steps),
                                 symmetry=args.symmetry, seed=args.seed, zoom=args.zoom, progress=True,
                                 initial=args.init_model, turns=args.turns)
     if args.save_model:
         result["model"].save(args.save_model)
-    command = shlex.join([Path(sys.executable).name, *sys.argv])
-    entry = record(result, args.name, args.profile, vars(args), command)
+    command = shlex.join([Path(sys.executable).name, *map(portable, sys.argv)])
+    settings = {key: portable(value) if isinstance(value, str) else value for key, value in vars(args).items()}
+    entry = record(result, args.name, args.profile, settings, command)
     output = Path(args.output)
     records = json.loads(output.read_text())["runs"] if output.exists() else []
     records = [r for r in records if r["name"] != args.name] + [entry]

@@ -38,8 +38,8 @@ def benchmark_recovery(n, init, steps, batch, seed, threshold):
     truth = rotations.random_quaternions(n, np.random.default_rng(seed))
     targets = rotations.pairwise_geodesic_distances(truth).astype(np.float32)
     start = time.perf_counter()
-    result = recovery.fit_poses(targets, init=init, steps=steps, batch_size=batch, seed=seed + 1,
-                                snapshots=True, progress=False)
+    config = recovery.RecoveryConfig(init=init, steps=steps, batch_size=batch, seed=seed + 1)
+    result = recovery.fit_poses(targets, config, snapshots=True, progress=False)
     wall = time.perf_counter() - start
     seconds, step = time_to_threshold(result, truth, threshold)
     final = alignment.align_o4(truth, result.quaternions)

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from cryoposes import __version__, rotations, siamese
+from cryoposes import __version__, rotations, siamese, training
 
 
 def _machine() -> str:
@@ -29,13 +29,13 @@ def _machine() -> str:
 
 def training_throughput(size: int, batch_size: int, steps: int, normalization: str = "batch",
                         head: str = "rotation", seed: int = 0) -> dict:
-    siamese.set_seed(seed)
+    training.set_seed(seed)
     rng = np.random.default_rng(seed)
     images = rng.standard_normal((batch_size, size, size)).astype(np.float32)
     quaternions = rotations.random_quaternions(batch_size, rng)
     model = siamese.SiameseDistance(size, head=head, normalization=normalization)
-    model.compile(optimizer="adam", loss=siamese.PairDistanceLoss("mae"))
-    batches = siamese.PairBatches(images, quaternions, batch_size, seed)
+    model.compile(optimizer="adam", loss=training.PairDistanceLoss("mae"))
+    batches = training.PairBatches(images, quaternions, batch_size, seed)
     x, y = batches[0]
     for _ in range(2):  # tracing and first-call allocation
         model.train_on_batch(x, y)
@@ -43,7 +43,7 @@ def training_throughput(size: int, batch_size: int, steps: int, normalization: s
     for _ in range(steps):
         model.train_on_batch(x, y)
     seconds = (time.perf_counter() - start) / steps
-    augmentation = siamese.Augmentation(rotate=True)
+    augmentation = training.Augmentation(rotate=True)
     start = time.perf_counter()
     augmentation(images, quaternions, rng)
     rotate_seconds = time.perf_counter() - start
@@ -56,12 +56,12 @@ def training_throughput(size: int, batch_size: int, steps: int, normalization: s
 
 
 def distance_matrix_time(size: int, count: int, seed: int = 0) -> dict:
-    siamese.set_seed(seed)
+    training.set_seed(seed)
     images = np.random.default_rng(seed).standard_normal((count, size, size)).astype(np.float32)
     model = siamese.SiameseDistance(size)
-    siamese.distance_matrix(model, images[:8])  # tracing
+    siamese.distance_matrix(model, images[:8], turns=1)  # tracing
     start = time.perf_counter()
-    distances = siamese.distance_matrix(model, images)
+    distances = siamese.distance_matrix(model, images, turns=1)  # one matrix: the cost per image
     seconds = time.perf_counter() - start
     return {"size": size, "images": count, "pairs": count * (count - 1) // 2, "seconds": seconds,
             "shape": list(distances.shape)}

@@ -1,17 +1,28 @@
 """cryoposes: recover cryo-EM particle orientations from learned pairwise projection distances.
 
-Modules, one per domain:
+Modules, one per domain (each imports only the ones above it in this list):
 
+- :mod:`cryoposes.options` — the named choices of every method and their defaults (imports nothing);
+- :mod:`cryoposes.errors` — :class:`~cryoposes.errors.InputError`, the user's bad input;
 - :mod:`cryoposes.rotations` — the quaternion / Euler / matrix convention, distances, sampling,
   symmetry (read its docstring once: every other module uses it);
 - :mod:`cryoposes.data` — named proteins and where their files come from;
 - :mod:`cryoposes.volumes` — density maps: loading, validation, boxing, maps from atomic models;
 - :mod:`cryoposes.projection` — the projector P_θ (CPU Fourier slice; ASTRA on a GPU);
-- :mod:`cryoposes.imaging` — shift S_t, CTF C_φ and noise n;
-- :mod:`cryoposes.simulation` — particle datasets y = C·S·P·x + n, on disk as .mrcs + .star;
-- :mod:`cryoposes.recovery`, :mod:`cryoposes.alignment` — orientation recovery and its scoring;
-- :mod:`cryoposes.siamese` — the learned distance;
-- :mod:`cryoposes.plotting` — interactive plotly figures for the book.
+- :mod:`cryoposes.imaging` — in-plane rotation, shift S_t, CTF C_φ and noise n;
+- :mod:`cryoposes.particles` — particle datasets on disk (.mrcs + RELION .star);
+- :mod:`cryoposes.simulation` — simulated datasets y = C·S·P·x + n (the one image maker);
+- :mod:`cryoposes.distances` — the Euclidean baseline distance;
+- :mod:`cryoposes.alignment` — scoring poses up to the physical or the O(4) gauge;
+- :mod:`cryoposes.callbacks` — Keras callbacks shared by the two fits;
+- :mod:`cryoposes.spectral` — the spectral start: poses from a distance matrix alone;
+- :mod:`cryoposes.recovery` — orientation recovery from pairwise distances;
+- :mod:`cryoposes.siamese` — the learned distance network and its use on images;
+- :mod:`cryoposes.training` — training the distance network;
+- :mod:`cryoposes.studies` — the whole method on simulated data, for the book and benchmarks;
+- :mod:`cryoposes.plotting` — interactive plotly figures for the book;
+- :mod:`cryoposes.commands` and :mod:`cryoposes.cli` — the ``cryoposes`` command: one module
+  per verb, and the entry point that gathers them.
 """
 
 import os as _os
@@ -22,7 +33,7 @@ import warnings as _warnings
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # tqdm.auto (imported by pooch and used for progress bars) warns in notebooks without ipywidgets;
 # it then falls back to text progress bars, which is what the book wants.

@@ -26,30 +26,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from cryoposes import rotations
+from cryoposes.rotations import nearest_rotation
 
 __all__ = [
     "Alignment",
-    "nearest_rotation",
     "align_physical",
     "align_o4",
     "seed_losses",
 ]
 
 _IDENTITY = np.array([1.0, 0.0, 0.0, 0.0])
-
-
-def nearest_rotation(matrix):
-    """The rotations (..., 3, 3) closest in Frobenius norm to ``matrix`` (..., 3, 3).
-
-    ``U·diag(1, 1, det(U·Vᵀ))·Vᵀ`` from the SVD ``U·S·Vᵀ``: the orthogonal Procrustes solution
-    restricted to SO(3).
-    """
-    m = np.asarray(matrix, dtype=float)
-    u, _, vt = np.linalg.svd(m)
-    sign = np.where(np.linalg.det(u @ vt) < 0, -1.0, 1.0)
-    u = u.copy()
-    u[..., :, -1] *= sign[..., None]
-    return u @ vt
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,7 @@ import pkgutil
 import sys
 
 import cryoposes.commands
-
-
-class UsageError(Exception):
-    """Bad input from the user: printed without a traceback, exit status 2."""
+from cryoposes.errors import InputError
 
 
 def _verbs():
@@ -37,8 +34,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         result = args.run(args)
-    except (UsageError, ValueError, FileNotFoundError) as error:
-        args.command_parser.error(str(error))  # prints usage and the message, exits 2
+    except (InputError, FileNotFoundError) as error:
+        # The user's mistake: usage and the message, exit status 2. Any other exception is a
+        # fault in cryoposes and keeps its traceback (exit status 1).
+        args.command_parser.error(str(error))
     return int(result or 0)
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pooch
 
+from cryoposes.errors import InputError
+
 __all__ = ["Protein", "PROTEINS", "DATA_ENV", "CACHE_ENV", "protein_path", "get_protein", "cache_dir"]
 
 #: Environment variable naming a folder that holds the protein files (checked before the cache).
@@ -91,7 +93,7 @@ def get_protein(name: str) -> Protein:
     """The registry entry of ``name`` (case-insensitive), or a ValueError listing the known ones."""
     key = str(name).strip().lower()
     if key not in PROTEINS:
-        raise ValueError(f"unknown protein {name!r}; known proteins: {', '.join(sorted(PROTEINS))}")
+        raise InputError(f"unknown protein {name!r}; known proteins: {', '.join(sorted(PROTEINS))}")
     return PROTEINS[key]
 
 

@@ -1,6 +1,10 @@
-"""The imaging operators after projection: shift S_t, contrast transfer C_φ and noise n.
+"""The imaging operators on projections: in-plane rotation, shift S_t, contrast transfer C_φ, noise n.
 
 y = C_φ S_t P_θ x + n, applied to stacks of images ``(N, L, L)`` indexed ``[y, x]``:
+
+* :func:`rotate_images` turns each image in its plane about the centre pixel ``L // 2``; by the
+  projection convention this is exactly the image of the pose ``q ⊗ q_z(α)``
+  (:func:`rotate_in_plane` returns both).
 
 * :func:`shift_images` moves each image by ``t = (t_x, t_y)`` pixels (sub-pixel, by a phase ramp
   in Fourier space): ``out(r) = in(r − t)``, so the particle's centre moves from ``L // 2`` to
@@ -32,8 +36,13 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 import scipy.fft
+from scipy import ndimage
+
+from cryoposes import rotations
 
 __all__ = [
+    "rotate_images",
+    "rotate_in_plane",
     "shift_images",
     "electron_wavelength",
     "CTFParameters",
@@ -68,6 +77,79 @@ def _frequency_grid(size: int, pixel_size: float = 1.0):
     ky = scipy.fft.fftfreq(size, d=pixel_size)[:, None]
     kx = scipy.fft.rfftfreq(size, d=pixel_size)[None, :]
     return ky, kx
+
+
+def rotate_images(images, angles) -> np.ndarray:
+    """Images turned in their plane: ``out(x, y) = in(Rz(α)·(x, y))`` about the centre pixel.
+
+    Cubic-spline interpolation about the pixel ``L // 2`` (the projection centre), zeros
+    outside. By the projection convention these are the images of the poses ``q ⊗ q_z(α)``
+    (see :func:`rotate_in_plane`).
+
+    Parameters
+    ----------
+    images : array_like
+        (N, L, L), indexed ``[y, x]``.
+    angles : array_like
+        (N,) angles α in radians, one per image.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, L, L) float32.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes.imaging import rotate_images
+    >>> image = np.zeros((1, 5, 5)); image[0, 2, 3] = 1.0      # one pixel at x = 3, y = 2
+    >>> turned = rotate_images(image, [np.pi / 2])
+    >>> np.unravel_index(np.argmax(turned[0]), (5, 5))          # read at Rz(90°)·(x, y)
+    (np.int64(1), np.int64(2))
+    """
+    images = np.asarray(images, dtype=np.float32)
+    angles = np.asarray(angles, dtype=float)
+    if images.ndim != 3 or images.shape[1] != images.shape[2]:
+        raise ValueError(f"images must be a stack of square images (N, L, L), got shape {images.shape}")
+    if angles.shape != (len(images),):
+        raise ValueError(f"need one angle per image: got shape {angles.shape} for {len(images)} images")
+    size = images.shape[-1]
+    centre = np.array([size // 2, size // 2], dtype=float)
+    rotated = np.empty_like(images)
+    for index, (image, angle) in enumerate(zip(images, angles)):
+        c, s = math.cos(angle), math.sin(angle)
+        # Arrays are indexed [y, x]: (x, y) ↦ (c·x − s·y, s·x + c·y) reads as this matrix.
+        matrix = np.array([[c, s], [-s, c]])
+        rotated[index] = ndimage.affine_transform(image, matrix, offset=centre - matrix @ centre,
+                                                  order=3, mode="constant", cval=0.0)
+    return rotated
+
+
+def rotate_in_plane(images, quaternions, angles):
+    """Images turned in their plane (:func:`rotate_images`) and the poses they are images of.
+
+    The projection at pose ``R·Rz(α)`` is ``Σ_z V(R·Rz(α)·(x, y, z))``, i.e. the old image read
+    at ``Rz(α)·(x, y)``; so the turned image's pose is ``q ⊗ q_z(α)``, exactly.
+
+    Parameters
+    ----------
+    images : array_like
+        (N, L, L).
+    quaternions : array_like
+        (N, 4) poses of the images.
+    angles : array_like
+        (N,) angles in radians.
+
+    Returns
+    -------
+    images : numpy.ndarray
+        (N, L, L) float32.
+    quaternions : numpy.ndarray
+        (N, 4) float64, the poses of the turned images.
+    """
+    angles = np.asarray(angles, dtype=float)
+    turns = rotations.axis_angle_to_quaternion(np.tile([0.0, 0.0, 1.0], (len(angles), 1)), angles)
+    return rotate_images(images, angles), rotations.quaternion_multiply(np.asarray(quaternions, dtype=float), turns)
 
 
 def shift_images(images, shifts) -> np.ndarray:

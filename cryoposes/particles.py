@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 import starfile
 
+from cryoposes.errors import InputError
 from cryoposes.imaging import CTFParameters
 from cryoposes.rotations import euler_to_quaternion, quaternion_to_euler
 
@@ -48,6 +49,7 @@ __all__ = [
     "read_dataset",
     "write_poses",
     "read_poses",
+    "read_poses_and_names",
 ]
 
 STACK_NAME = "particles.mrcs"
@@ -73,7 +75,10 @@ class ParticleDataset:
     ``images`` (N, L, L) float32 ``[y, x]``; ``quaternions`` (N, 4) poses; ``shifts`` (N, 2)
     ``(t_x, t_y)`` pixels applied to each projection; ``pixel_size`` in Å; ``ctf`` per-particle
     :class:`~cryoposes.imaging.CTFParameters` or None; ``metadata``: how the data were made
-    (str, int, float or bool values).
+    (str, int, float or bool values); ``image_names``: the particles' ``rlnImageName`` in the
+    STAR file they were read from (N strings), or None for a dataset made in memory. They name
+    the particles in the STAR files written from this dataset, so poses recovered from a
+    reordered or subset STAR file stay paired with their images.
     """
 
     images: np.ndarray
@@ -82,26 +87,31 @@ class ParticleDataset:
     pixel_size: float = 1.0
     ctf: CTFParameters | None = None
     metadata: dict = field(default_factory=dict)
+    image_names: list | None = None
 
     def __post_init__(self):
         self.images = np.asarray(self.images, dtype=np.float32)
         if self.images.ndim != 3 or self.images.shape[1] != self.images.shape[2]:
-            raise ValueError(f"images must be shaped (N, L, L), got {self.images.shape}")
+            raise InputError(f"images must be shaped (N, L, L), got {self.images.shape}")
         count = len(self.images)
         self.quaternions = np.asarray(self.quaternions, dtype=float)
         if self.quaternions.shape != (count, 4):
-            raise ValueError(f"quaternions must be shaped ({count}, 4), got {self.quaternions.shape}")
+            raise InputError(f"quaternions must be shaped ({count}, 4), got {self.quaternions.shape}")
         self.shifts = np.zeros((count, 2)) if self.shifts is None else np.asarray(self.shifts, dtype=float)
         if self.shifts.shape != (count, 2):
-            raise ValueError(f"shifts must be shaped ({count}, 2), got {self.shifts.shape}")
+            raise InputError(f"shifts must be shaped ({count}, 2), got {self.shifts.shape}")
         self.pixel_size = float(self.pixel_size)
         if not np.isfinite(self.pixel_size) or self.pixel_size <= 0:
-            raise ValueError(f"pixel size must be a positive number of Å, got {self.pixel_size}")
+            raise InputError(f"pixel size must be a positive number of Å, got {self.pixel_size}")
         if self.ctf is not None:
             self.ctf = CTFParameters(**self.ctf.per_particle(count))
+        if self.image_names is not None:
+            self.image_names = [str(name) for name in self.image_names]
+            if len(self.image_names) != count:
+                raise InputError(f"{len(self.image_names)} image names for {count} images")
         for name, array in (("images", self.images), ("quaternions", self.quaternions), ("shifts", self.shifts)):
             if not np.all(np.isfinite(array)):
-                raise ValueError(f"{name} contain NaN or infinite values")
+                raise InputError(f"{name} contain NaN or infinite values")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -117,8 +127,16 @@ class ParticleDataset:
         ctf = None
         if self.ctf is not None:
             ctf = CTFParameters(**{k: v[indices] for k, v in self.ctf.per_particle(len(self)).items()})
+        names = None if self.image_names is None else [self.image_names[i] for i in indices]
         return ParticleDataset(self.images[indices], self.quaternions[indices], self.shifts[indices],
-                               self.pixel_size, ctf, dict(self.metadata))
+                               self.pixel_size, ctf, dict(self.metadata), names)
+
+    def names(self) -> list[str]:
+        """The particles' names: ``image_names`` as read, else their ``rlnImageName`` in a
+        dataset folder written by :func:`write_dataset` (``000001@particles.mrcs`` …)."""
+        if self.image_names is not None:
+            return list(self.image_names)
+        return [f"{i + 1:06d}@{STACK_NAME}" for i in range(len(self))]
 
 
 def _euler_degrees(quaternions) -> dict[str, np.ndarray]:
@@ -130,14 +148,14 @@ def _quaternions_from(table: pd.DataFrame, source) -> np.ndarray:
     angles = table[list(ANGLE_COLUMNS)].to_numpy(dtype=float)
     if not np.all(np.isfinite(angles)):
         rows = np.flatnonzero(~np.all(np.isfinite(angles), axis=1))
-        raise ValueError(f"{source}: Euler angles are NaN or infinite in {len(rows)} row(s), first at row {rows[0] + 1}")
+        raise InputError(f"{source}: Euler angles are NaN or infinite in {len(rows)} row(s), first at row {rows[0] + 1}")
     return euler_to_quaternion(*np.radians(angles.T))
 
 
 def _require(table: pd.DataFrame, columns, source):
     missing = [c for c in columns if c not in table.columns]
     if missing:
-        raise ValueError(f"{source}: missing column(s) {', '.join(missing)} (found: {', '.join(table.columns)})")
+        raise InputError(f"{source}: missing column(s) {', '.join(missing)} (found: {', '.join(table.columns)})")
 
 
 def _read_star(path) -> dict[str, pd.DataFrame | dict]:
@@ -147,9 +165,9 @@ def _read_star(path) -> dict[str, pd.DataFrame | dict]:
     try:
         blocks = starfile.read(path, always_dict=True)
     except Exception as error:  # starfile raises assorted parser errors
-        raise ValueError(f"{path}: not a readable STAR file ({error})") from error
+        raise InputError(f"{path}: not a readable STAR file ({error})") from error
     if not blocks:
-        raise ValueError(f"{path}: no data blocks")
+        raise InputError(f"{path}: no data blocks")
     return blocks
 
 
@@ -163,14 +181,14 @@ def _particle_table(blocks: dict, source) -> pd.DataFrame:
             return table
     if len(tables) == 1:
         return tables[0]
-    raise ValueError(f"{source}: no particles table (blocks: {', '.join(blocks)})")
+    raise InputError(f"{source}: no particles table (blocks: {', '.join(blocks)})")
 
 
 def _prepare_target(directory: Path, overwrite: bool) -> None:
     if directory.exists() and not directory.is_dir():
-        raise ValueError(f"{directory} exists and is not a folder")
+        raise InputError(f"{directory} exists and is not a folder")
     if directory.is_dir() and any(directory.iterdir()) and not overwrite:
-        raise ValueError(f"{directory} exists and is not empty; choose a new folder or overwrite it")
+        raise InputError(f"{directory} exists and is not empty; choose a new folder or overwrite it")
 
 
 def _swap_into_place(temporary: Path, directory: Path) -> None:
@@ -214,6 +232,7 @@ def _star_blocks(dataset: ParticleDataset) -> dict:
         "rlnImageSize": [dataset.size],
         "rlnImageDimensionality": [2],
     }
+    # The stack written is new, so the names are its own, whatever the dataset was read from.
     particles = {"rlnImageName": [f"{i + 1:06d}@{STACK_NAME}" for i in range(count)]}
     particles.update(_euler_degrees(dataset.quaternions))
     particles["rlnOriginXAngst"] = -dataset.shifts[:, 0] * dataset.pixel_size
@@ -234,7 +253,7 @@ def _star_blocks(dataset: ParticleDataset) -> dict:
         if value is None:
             continue  # absent means None
         if not isinstance(value, (str, int, float, bool, np.integer, np.floating, np.bool_)):
-            raise ValueError(f"metadata {key!r} must be a string, number or boolean, got {type(value).__name__}")
+            raise InputError(f"metadata {key!r} must be a string, number or boolean, got {type(value).__name__}")
         metadata[METADATA_PREFIX + key] = value.item() if isinstance(value, np.generic) else value
     if metadata:
         blocks["cryoposes"] = metadata
@@ -255,7 +274,7 @@ def read_dataset(directory) -> ParticleDataset:
     optics = blocks.get("optics")
     optics_row = optics.iloc[0] if isinstance(optics, pd.DataFrame) and len(optics) else pd.Series(dtype=object)
     if isinstance(optics, pd.DataFrame) and len(optics) > 1:
-        raise ValueError(f"{star_path}: several optics groups are not supported")
+        raise InputError(f"{star_path}: several optics groups are not supported")
 
     def column(name, default=None):
         if name in table.columns:
@@ -266,7 +285,7 @@ def read_dataset(directory) -> ParticleDataset:
 
     pixel_size = column("rlnImagePixelSize")
     if pixel_size is None:
-        raise ValueError(f"{star_path}: missing column rlnImagePixelSize (particles or optics block)")
+        raise InputError(f"{star_path}: missing column rlnImagePixelSize (particles or optics block)")
     shifts = np.zeros((len(table), 2))
     for axis, name in enumerate(ORIGIN_COLUMNS):
         origin = column(name)
@@ -278,7 +297,7 @@ def read_dataset(directory) -> ParticleDataset:
         for name, c in CTF_OPTICS_COLUMNS.items():
             value = column(c)
             if value is None:
-                raise ValueError(f"{star_path}: defocus columns without {c}")
+                raise InputError(f"{star_path}: defocus columns without {c}")
             values[name] = value
         ctf = CTFParameters(**values)
 
@@ -293,8 +312,9 @@ def read_dataset(directory) -> ParticleDataset:
                     value = value == "True"
                 metadata[key[len(METADATA_PREFIX):]] = value
     if not np.allclose(pixel_size, pixel_size[0]):
-        raise ValueError(f"{star_path}: particles with different pixel sizes are not supported")
-    return ParticleDataset(images, quaternions, shifts, float(pixel_size[0]), ctf, metadata)
+        raise InputError(f"{star_path}: particles with different pixel sizes are not supported")
+    return ParticleDataset(images, quaternions, shifts, float(pixel_size[0]), ctf, metadata,
+                           list(table["rlnImageName"].astype(str)))
 
 
 def _read_images(directory: Path, names: pd.Series, source) -> np.ndarray:
@@ -302,11 +322,11 @@ def _read_images(directory: Path, names: pd.Series, source) -> np.ndarray:
     for name in names.astype(str):
         index, _, file = name.partition("@")
         if not file or not index.isdigit() or int(index) < 1:
-            raise ValueError(f"{source}: rlnImageName {name!r} is not of the form 000001@stack.mrcs")
+            raise InputError(f"{source}: rlnImageName {name!r} is not of the form 000001@stack.mrcs")
         indices.append(int(index) - 1)
         files.add(file)
     if len(files) != 1:
-        raise ValueError(f"{source}: images come from {len(files)} stacks; one is supported")
+        raise InputError(f"{source}: images come from {len(files)} stacks; one is supported")
     stack_path = directory / files.pop()
     if not stack_path.is_file():
         raise FileNotFoundError(f"{source} names the stack {stack_path}, which does not exist")
@@ -315,7 +335,7 @@ def _read_images(directory: Path, names: pd.Series, source) -> np.ndarray:
     if data.ndim == 2:
         data = data[None]
     if max(indices) >= len(data):
-        raise ValueError(f"{source}: image {max(indices) + 1} requested but {stack_path} holds {len(data)}")
+        raise InputError(f"{source}: image {max(indices) + 1} requested but {stack_path} holds {len(data)}")
     return data[np.asarray(indices)]
 
 
@@ -325,13 +345,13 @@ def write_poses(path, quaternions, image_names=None) -> Path:
     path = Path(path)
     quaternions = np.asarray(quaternions, dtype=float)
     if quaternions.ndim != 2 or quaternions.shape[1] != 4:
-        raise ValueError(f"quaternions must be shaped (N, 4), got {quaternions.shape}")
+        raise InputError(f"quaternions must be shaped (N, 4), got {quaternions.shape}")
     if not np.all(np.isfinite(quaternions)):
-        raise ValueError("quaternions contain NaN or infinite values")
+        raise InputError("quaternions contain NaN or infinite values")
     table = {}
     if image_names is not None:
         if len(image_names) != len(quaternions):
-            raise ValueError(f"{len(image_names)} image names for {len(quaternions)} poses")
+            raise InputError(f"{len(image_names)} image names for {len(quaternions)} poses")
         table["rlnImageName"] = list(image_names)
     table.update(_euler_degrees(quaternions))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -347,8 +367,41 @@ def write_poses(path, quaternions, image_names=None) -> Path:
 
 
 def read_poses(path) -> np.ndarray:
-    """Poses (N, 4) from a STAR file with ``rlnAngleRot``/``Tilt``/``Psi`` in degrees (a pose
-    file of :func:`write_poses` or a dataset's ``particles.star``); NaN and missing columns are
-    errors naming the file."""
-    blocks = _read_star(path)
-    return _quaternions_from(_particle_table(blocks, path), path)
+    """Poses from a STAR file with ``rlnAngleRot``/``Tilt``/``Psi`` in degrees.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A pose file of :func:`write_poses` or a dataset's ``particles.star``.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, 4) unit quaternions, in the file's row order.
+
+    Raises
+    ------
+    InputError
+        NaN angles, missing columns, an unreadable file (the message names it).
+    """
+    return read_poses_and_names(path)[0]
+
+
+def read_poses_and_names(path) -> tuple[np.ndarray, list[str] | None]:
+    """Poses and particle names (``rlnImageName``) from a STAR file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        As :func:`read_poses`.
+
+    Returns
+    -------
+    quaternions : numpy.ndarray
+        (N, 4) unit quaternions.
+    names : list of str or None
+        The N image names, or None when the file has no ``rlnImageName`` column.
+    """
+    table = _particle_table(_read_star(path), path)
+    names = list(table["rlnImageName"].astype(str)) if "rlnImageName" in table.columns else None
+    return _quaternions_from(table, path), names

@@ -14,11 +14,7 @@ Starts (``init``):
 
 * ``"random"``: uniform on SO(3);
 * ``"true"``: the true poses (the seed report's Table 1);
-* ``"spectral"``: from the distance matrix alone. ``Gᵢⱼ = 1 + 2·cos dᵢⱼ = tr(Rᵢᵀ·Rⱼ) =
-  vec(Rᵢ)·vec(Rⱼ)`` is a Gram matrix of rank ≤ 9; its top 9 eigenvectors give the stacked
-  ``vec(Rᵢ)`` up to an orthogonal 9×9 map ``O``, found by alternating projection: round each
-  3×3 block of ``Y·O`` to the nearest rotation, then refit ``O`` by Procrustes
-  (:func:`spectral_initialization`).
+* ``"spectral"``: from the distance matrix alone (:func:`cryoposes.spectral.spectral_initialization`).
 
 Pairs (``sampling``): ``"random"`` uniform pairs ``i ≠ j``; ``"knn"`` pairs of each particle and
 its k nearest neighbours under the target distance; ``"mixed"`` half and half (the seed report's
@@ -37,30 +33,26 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.linalg
-import scipy.sparse.linalg
 
 import cryoposes  # noqa: F401  (sets TensorFlow's log level before Keras imports it)
 import keras
 from keras import ops
 
 from cryoposes import rotations
-from cryoposes.alignment import nearest_rotation
+from cryoposes.callbacks import EpochSync, ProgressBar
+from cryoposes.options import INITS, RECOVERY_SAMPLINGS as SAMPLINGS
+from cryoposes.spectral import spectral_initialization
 
 __all__ = [
-    "INITS",
-    "SAMPLINGS",
     "QuaternionModel",
     "PairSampler",
+    "RecoveryConfig",
     "RecoveryResult",
-    "spectral_initialization",
     "nearest_neighbours",
+    "Reseat",
     "fit_poses",
     "recover",
 ]
-
-INITS = ("random", "spectral", "true")
-SAMPLINGS = ("random", "knn", "mixed")
 
 
 @keras.saving.register_keras_serializable(package="cryoposes")
@@ -198,63 +190,6 @@ class PairSampler(keras.utils.PyDataset):
         return pairs, self.lookup(pairs[:, 0], pairs[:, 1])
 
 
-def spectral_initialization(distances, restarts: int = 32, iterations: int = 100, subset: int = 300,
-                            seed=0) -> np.ndarray:
-    """Poses (N, 4) from a distance matrix alone, up to the gauges distances cannot see.
-
-    ``G = 1 + 2·cos(D)`` equals ``V·Vᵀ`` with ``V`` the N×9 stack of ``vec(Rᵢ)``; its top 9
-    eigenpairs give ``Y = U·√Λ = V·Oᵀ`` for an unknown orthogonal ``O``. Alternating projection
-    finds ``O``: round the 3×3 blocks of ``Y·O`` to rotations, refit ``O`` by Procrustes.
-    ``O`` is one 9×9 matrix, so it is searched on ``subset`` random rows, from up to ``restarts``
-    random orthogonal starts (the smallest residual wins), then polished on all rows. The
-    alternation has local minima: on exact distances 10–60% of the starts reach the exact
-    ``O`` (measured on 2,000 poses), so 32 starts all fail with odds below 10⁻⁵.
-    """
-    distances = np.asarray(distances)
-    n = distances.shape[0]
-    if distances.ndim != 2 or distances.shape[1] != n or n < 3:
-        raise ValueError(f"spectral initialisation needs a square N×N distance matrix, N ≥ 3; got {distances.shape}")
-    gram = 1.0 + 2.0 * np.cos(distances.astype("float64"))
-    values, vectors = _top_eigenpairs(gram, 9)
-    embedding = vectors * np.sqrt(np.maximum(values, 0.0))
-    rng = np.random.default_rng(seed)
-    rows = embedding[np.sort(rng.choice(n, size=min(n, subset), replace=False))]
-    best = None
-    for _ in range(restarts):
-        orthogonal, _ = np.linalg.qr(rng.standard_normal((9, 9)))
-        orthogonal, residual = _round_to_rotations(rows, orthogonal, iterations)
-        if best is None or residual < best[0]:
-            best = (residual, orthogonal)
-        if residual < 1e-6 * len(rows):  # exact up to float32 round-off: nothing left to find
-            break
-    orthogonal, _ = _round_to_rotations(embedding, best[1], iterations)
-    return rotations.matrix_to_quaternion(nearest_rotation((embedding @ orthogonal).reshape(n, 3, 3)))
-
-
-def _round_to_rotations(embedding, orthogonal, iterations):
-    """Alternate: blocks of ``Y·O`` → nearest rotations ``Rᵢ``; ``O`` ← Procrustes(Y, vec(R))."""
-    previous = np.inf
-    for _ in range(iterations):
-        matrices = nearest_rotation((embedding @ orthogonal).reshape(-1, 3, 3)).reshape(-1, 9)
-        u, _, vt = np.linalg.svd(embedding.T @ matrices)
-        orthogonal = u @ vt
-        residual = float(np.sum((embedding @ orthogonal - matrices) ** 2))
-        if previous - residual <= 1e-10 * max(residual, 1.0):
-            break
-        previous = residual
-    return orthogonal, residual
-
-
-def _top_eigenpairs(matrix, k):
-    """The ``k`` largest eigenpairs of a symmetric matrix, ascending (Lanczos for large N)."""
-    n = matrix.shape[0]
-    if n <= 1500:
-        return scipy.linalg.eigh(matrix, subset_by_index=[n - k, n - 1])
-    values, vectors = scipy.sparse.linalg.eigsh(matrix, k=k, which="LA", v0=np.ones(n))
-    order = np.argsort(values)
-    return values[order], vectors[:, order]
-
-
 class Reseat(keras.callbacks.Callback):
     """Moves each particle to the current pose of one of its candidate neighbours when that fits
     its target distances better: a global move that gradient steps cannot make.
@@ -287,8 +222,7 @@ class Reseat(keras.callbacks.Callback):
         others = q[partners]  # (N, M, 4)
         # Poses tried for each particle: its own (column 0) and its candidates' current poses.
         trial = np.concatenate([q[:, None, :], q[self.candidates]], axis=1)  # (N, 1 + C, 4)
-        dots = np.abs(trial @ others.transpose(0, 2, 1))  # (N, 1 + C, M)
-        fitted = 2.0 * np.arccos(np.clip(dots, 0.0, 1.0 - rotations.ACOS_EPSILON[4]))
+        fitted = rotations.pairwise_geodesic_distances(trial, others)  # (N, 1 + C, M)
         loss = np.mean((fitted - targets[:, None, :]) ** 2, axis=2)
         best = np.argmin(loss, axis=1)
         moved = best > 0
@@ -316,18 +250,6 @@ class _Timer(keras.callbacks.Callback):
         self.records["time"].append(time.perf_counter() - self.start)
 
 
-class _SyncSampling(keras.callbacks.Callback):
-    """Tells the sampler which epoch is starting: the epoch number Keras passes counts from
-    where ``BackupAndRestore`` resumed, so a resumed run equals an uninterrupted one."""
-
-    def __init__(self, sampler):
-        super().__init__()
-        self.sampler = sampler
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.sampler.epoch = epoch
-
-
 class _Snapshots(keras.callbacks.Callback):
     """Keeps the poses at the end of each epoch (for error-versus-time curves)."""
 
@@ -351,27 +273,6 @@ class _StopBelow(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-class _Progress(keras.callbacks.Callback):
-    """A tqdm bar over steps, showing the loss."""
-
-    def __init__(self, total_steps, steps_per_epoch):
-        super().__init__()
-        self.total_steps = total_steps
-        self.steps_per_epoch = steps_per_epoch
-
-    def on_train_begin(self, logs=None):
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=self.total_steps, desc="recovery", unit="step")
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.bar.update(self.steps_per_epoch)
-        self.bar.set_postfix(loss=f"{logs['loss']:.3g}")
-
-    def on_train_end(self, logs=None):
-        self.bar.close()
-
-
 @dataclass
 class RecoveryResult:
     """Recovered poses and how the fit went."""
@@ -382,100 +283,162 @@ class RecoveryResult:
     snapshots: list = field(default_factory=list)  # per epoch poses, if asked for
 
 
-def fit_poses(
-    targets,
-    n: int | None = None,
-    init: str = "random",
-    sampling: str = "random",
-    steps: int = 3000,
-    batch_size: int = 65536,
-    learning_rate: float = 0.05,
-    final_learning_rate: float = 1e-4,
-    k: int = 10,
-    seed: int = 0,
-    reseat: bool = True,
-    true_quaternions=None,
-    initial=None,
-    steps_per_epoch: int = 50,
-    stop_below: float | None = None,
-    patience: int | None = None,
-    backup_dir=None,
-    snapshots: bool = False,
-    progress: bool = True,
-    jit_compile: bool = True,
-    callbacks=(),
-) -> RecoveryResult:
-    """Fit N unit quaternions to target distances; see the module docstring.
+@dataclass
+class RecoveryConfig:
+    """Settings of :func:`fit_poses`.
 
-    ``targets``: an N×N matrix of distances in radians, or a callable ``targets(i, j)`` over
-    index arrays (then give ``n``; only random sampling, no spectral start). ``init``: one of
-    :data:`INITS` (``"true"`` needs ``true_quaternions``), or pass ``initial`` poses directly.
-    Adam, learning rate decaying exponentially from ``learning_rate`` to
-    ``final_learning_rate`` over ``steps``. ``stop_below``: stop once an epoch's mean loss is
-    below it; ``patience``: early stopping after that many epochs without improvement;
-    ``reseat``: during the first three quarters, every epoch, move particles to a neighbour's
-    pose when that fits better (:class:`Reseat`); ``backup_dir``: resume an interrupted run
-    (``keras.callbacks.BackupAndRestore``), exactly where it stopped. Same
-    ``seed`` → same result on CPU.
+    Attributes
+    ----------
+    init : str
+        Starting poses, one of :data:`cryoposes.options.INITS` (default ``"spectral"``;
+        ``"true"`` needs the true poses; the spectral start needs a dense distance matrix).
+    sampling : str
+        Pairs per step, one of :data:`cryoposes.options.RECOVERY_SAMPLINGS`.
+    steps : int
+        Optimisation steps.
+    batch_size : int
+        Pairs per step; at least all pairs means all pairs every step.
+    learning_rate, final_learning_rate : float
+        Adam's learning rate decays exponentially from the first to the second over ``steps``.
+    k : int
+        Nearest neighbours per particle (kNN pairs and reseating candidates).
+    seed : int
+        Same seed, same poses (on CPU).
+    reseat : bool
+        During the first three quarters, every epoch, move particles to a neighbour's pose when
+        that fits better (:class:`Reseat`).
+    steps_per_epoch : int
+        Steps between callbacks (reseating, snapshots, progress, checkpoints).
+    stop_below : float or None
+        Stop once an epoch's mean loss is below it.
+    patience : int or None
+        Stop after that many epochs without improvement, keeping the best poses.
+    jit_compile : bool
+        Compile the training step with XLA.
     """
+
+    init: str = INITS[0]
+    sampling: str = SAMPLINGS[0]
+    steps: int = 3000
+    batch_size: int = 65536
+    learning_rate: float = 0.05
+    final_learning_rate: float = 1e-4
+    k: int = 10
+    seed: int = 0
+    reseat: bool = True
+    steps_per_epoch: int = 50
+    stop_below: float | None = None
+    patience: int | None = None
+    jit_compile: bool = True
+
+    def __post_init__(self):
+        if self.init not in INITS:
+            raise ValueError(f"unknown init {self.init!r}; choose one of {', '.join(INITS)}")
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"unknown sampling {self.sampling!r}; choose one of {', '.join(SAMPLINGS)}")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError(f"steps and batch size must be positive, got {self.steps} and {self.batch_size}")
+        if not (self.learning_rate > 0 and self.final_learning_rate > 0):
+            raise ValueError("learning rates must be positive")
+
+
+def fit_poses(targets, config: RecoveryConfig | None = None, *, n: int | None = None, true_quaternions=None,
+              initial=None, backup_dir=None, snapshots: bool = False, progress: bool = True,
+              callbacks=()) -> RecoveryResult:
+    """Fit N unit quaternions to target distances (the seed report's Eq. 6).
+
+    See the module docstring for the method.
+
+    Parameters
+    ----------
+    targets : array_like or callable
+        (N, N) distances in radians, or a callable ``targets(i, j)`` over index arrays (then
+        give ``n``; only random sampling and a random or given start).
+    config : RecoveryConfig, optional
+        The settings (defaults: ``RecoveryConfig()``).
+    n : int, optional
+        Number of particles, for callable targets.
+    true_quaternions : array_like, optional
+        (N, 4) true poses, for ``init="true"``.
+    initial : array_like, optional
+        (N, 4) starting poses; overrides ``config.init``.
+    backup_dir : str or os.PathLike, optional
+        Resume an interrupted run exactly where it stopped (``keras.callbacks.BackupAndRestore``).
+    snapshots : bool, optional
+        Keep the poses at the end of every epoch (``RecoveryResult.snapshots``).
+    progress : bool, optional
+        Show a tqdm bar.
+    callbacks : sequence of keras.callbacks.Callback, optional
+        More callbacks for ``model.fit``.
+
+    Returns
+    -------
+    RecoveryResult
+        ``quaternions`` (N, 4) float64 with ``w ≥ 0``, the start, and the history.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes import rotations
+    >>> from cryoposes.recovery import RecoveryConfig, fit_poses
+    >>> truth = rotations.random_quaternions(50, np.random.default_rng(0))
+    >>> result = fit_poses(rotations.pairwise_geodesic_distances(truth), RecoveryConfig(steps=50), progress=False)
+    >>> result.quaternions.shape
+    (50, 4)
+    """
+    config = config or RecoveryConfig()
     lookup, matrix, n = _check_targets(targets, n)
-    if init not in INITS:
-        raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
-    if sampling not in SAMPLINGS:
-        raise ValueError(f"unknown sampling {sampling!r}; choose one of {', '.join(SAMPLINGS)}")
-    if steps < 1 or batch_size < 1:
-        raise ValueError(f"steps and batch size must be positive, got {steps} and {batch_size}")
-    if matrix is None and (sampling != "random" or (init == "spectral" and initial is None)):
+    if matrix is None and (config.sampling != "random" or (config.init == "spectral" and initial is None)):
         raise ValueError("kNN sampling and the spectral start need the targets as a dense matrix")
 
     # A stream of its own: poses drawn with the same seed elsewhere (say, the simulated truth)
     # must not come back as the "random" start.
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
+    rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(1,)))
     if initial is not None:
         start = rotations.canonical(rotations._check_quaternions(initial))
-    elif init == "true":
+    elif config.init == "true":
         if true_quaternions is None:
             raise ValueError("init='true' needs the true quaternions")
         start = rotations.canonical(rotations._check_quaternions(true_quaternions))
-    elif init == "spectral":
-        start = spectral_initialization(matrix, seed=seed)
+    elif config.init == "spectral":
+        start = spectral_initialization(matrix, seed=config.seed)
     else:
         start = rotations.random_quaternions(n, rng)
     if start.shape != (n, 4):
         raise ValueError(f"initial poses must be shaped ({n}, 4), got {start.shape}")
 
-    neighbours = nearest_neighbours(matrix, k) if matrix is not None else None
-    steps_per_epoch = int(min(steps_per_epoch, steps))
-    epochs = math.ceil(steps / steps_per_epoch)
-    sampler = PairSampler(lookup, n, batch_size, sampling, neighbours, steps_per_epoch, seed)
+    neighbours = nearest_neighbours(matrix, config.k) if matrix is not None else None
+    steps_per_epoch = int(min(config.steps_per_epoch, config.steps))
+    epochs = math.ceil(config.steps / steps_per_epoch)
+    sampler = PairSampler(lookup, n, config.batch_size, config.sampling, neighbours, steps_per_epoch, config.seed)
 
     model = QuaternionModel(n, initial=start)
     model(np.zeros((1, 2), dtype="int32"))  # built before fit, as BackupAndRestore requires
-    decay = (final_learning_rate / learning_rate) ** (1.0 / max(epochs * steps_per_epoch, 1))
-    schedule = keras.optimizers.schedules.ExponentialDecay(learning_rate, 1, decay)
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="mse", jit_compile=jit_compile)
+    decay = (config.final_learning_rate / config.learning_rate) ** (1.0 / max(epochs * steps_per_epoch, 1))
+    schedule = keras.optimizers.schedules.ExponentialDecay(config.learning_rate, 1, decay)
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="mse", jit_compile=config.jit_compile)
 
     timer = _Timer(steps_per_epoch)
-    used = [_SyncSampling(sampler), timer, *callbacks]
+    used = [EpochSync(sampler), timer, *callbacks]
     keeper = _Snapshots() if snapshots else None
     if keeper is not None:
         used.append(keeper)
-    if stop_below is not None:
-        used.append(_StopBelow(stop_below))
-    if patience is not None:
-        used.append(keras.callbacks.EarlyStopping("loss", patience=patience, min_delta=0.0,
+    if config.stop_below is not None:
+        used.append(_StopBelow(config.stop_below))
+    if config.patience is not None:
+        used.append(keras.callbacks.EarlyStopping("loss", patience=config.patience, min_delta=0.0,
                                                   restore_best_weights=True))
-    if reseat:
+    if config.reseat:
         candidates = (
             neighbours[:, 1].reshape(n, -1)
             if neighbours is not None
-            else rng.integers(0, n, (n, 4 * k))  # no neighbour lists without a dense matrix
+            else rng.integers(0, n, (n, 4 * config.k))  # no neighbour lists without a dense matrix
         )
-        used.append(Reseat(lookup, candidates, every=1, until=max(3 * epochs // 4, 1), seed=seed))
+        used.append(Reseat(lookup, candidates, every=1, until=max(3 * epochs // 4, 1), seed=config.seed))
     if backup_dir is not None:
         used.append(keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=True))
     if progress:
-        used.append(_Progress(epochs * steps_per_epoch, steps_per_epoch))
+        used.append(ProgressBar(epochs, "recovery", steps_per_epoch, unit="step", shown=("loss",)))
     model.fit(sampler, epochs=epochs, callbacks=used, verbose=0, shuffle=False)
     return RecoveryResult(
         quaternions=model.poses(),
@@ -485,6 +448,20 @@ def fit_poses(
     )
 
 
-def recover(targets, n: int | None = None, **options) -> np.ndarray:
-    """Recovered poses (N, 4) fitted to ``targets``; options as :func:`fit_poses`."""
-    return fit_poses(targets, n, **options).quaternions
+def recover(targets, config: RecoveryConfig | None = None, **options) -> np.ndarray:
+    """Recovered poses fitted to ``targets``: :func:`fit_poses`' quaternions.
+
+    Parameters
+    ----------
+    targets : array_like or callable
+        As :func:`fit_poses`.
+    config : RecoveryConfig, optional
+    **options
+        The keyword arguments of :func:`fit_poses`.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, 4) float64 unit quaternions, ``w ≥ 0``.
+    """
+    return fit_poses(targets, config, **options).quaternions

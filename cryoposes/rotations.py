@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from cryoposes.errors import InputError
+
 __all__ = [
     "ACOS_EPSILON",
     "quaternion_multiply",
@@ -44,6 +46,7 @@ __all__ = [
     "matrix_to_quaternion",
     "euler_to_matrix",
     "matrix_to_euler",
+    "nearest_rotation",
     "axis_angle_to_quaternion",
     "geodesic_distance",
     "geodesic_distance_degrees",
@@ -186,6 +189,39 @@ def matrix_to_quaternion(matrix):
     return q.reshape(m.shape[:-2] + (4,))
 
 
+def nearest_rotation(matrix):
+    """The rotations closest in Frobenius norm to arbitrary 3×3 matrices.
+
+    ``U·diag(1, 1, det(U·Vᵀ))·Vᵀ`` from the SVD ``U·S·Vᵀ``: the orthogonal Procrustes solution
+    restricted to SO(3).
+
+    Parameters
+    ----------
+    matrix : array_like
+        (..., 3, 3).
+
+    Returns
+    -------
+    numpy.ndarray
+        (..., 3, 3) float64 rotation matrices (determinant +1).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes.rotations import nearest_rotation
+    >>> nearest_rotation(np.diag([2.0, 1.0, -1.0])).round(12)
+    array([[ 1.,  0.,  0.],
+           [ 0.,  1.,  0.],
+           [ 0.,  0.,  1.]])
+    """
+    m = np.asarray(matrix, dtype=float)
+    u, _, vt = np.linalg.svd(m)
+    sign = np.where(np.linalg.det(u @ vt) < 0, -1.0, 1.0)
+    u = u.copy()
+    u[..., :, -1] *= sign[..., None]
+    return u @ vt
+
+
 def quaternion_to_euler(q):
     """RELION Euler angles ``(rot, tilt, psi)`` in radians of unit quaternions (..., 4).
 
@@ -234,9 +270,34 @@ def geodesic_distance_degrees(q1, q2):
 
 
 def pairwise_geodesic_distances(q, other=None, xp=np):
-    """Matrix of geodesic distances (radians) between every pair of rows of ``q`` (and ``other``)."""
+    """Geodesic distances (radians) between every row of ``q`` and every row of ``other``.
+
+    Parameters
+    ----------
+    q : array_like
+        (..., M, 4) unit quaternions.
+    other : array_like, optional
+        (..., N, 4) unit quaternions (default: ``q``); leading dimensions broadcast, so a stack
+        of small distance matrices is one call.
+    xp : module, optional
+        ``numpy`` (default) or ``keras.ops``.
+
+    Returns
+    -------
+    array
+        (..., M, N) distances ``2·acos(|⟨q_i, other_j⟩|)`` in [0, π].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes.rotations import pairwise_geodesic_distances, random_quaternions
+    >>> pairwise_geodesic_distances(random_quaternions(5, 0)).shape
+    (5, 5)
+    >>> pairwise_geodesic_distances(np.ones((7, 2, 4)) / 2, np.ones((7, 3, 4)) / 2).shape
+    (7, 2, 3)
+    """
     other = q if other is None else other
-    dot = xp.abs(xp.matmul(q, xp.transpose(other)))
+    dot = xp.abs(xp.matmul(q, xp.swapaxes(other, -1, -2)))
     epsilon = ACOS_EPSILON.get(_dtype_size(dot), 1e-6)
     return 2.0 * xp.arccos(xp.clip(dot, 0.0, 1.0 - epsilon))
 
@@ -314,7 +375,7 @@ def symmetry_group(name: str):
     except ValueError:
         order = 0
     if label[:1] not in ("C", "D") or order < 1:
-        raise ValueError(f"unknown symmetry {name!r}: give C<n> or D<n>, e.g. C1, C4, D2")
+        raise InputError(f"unknown symmetry {name!r}: give C<n> or D<n>, e.g. C1, C4, D2")
     angles = 2 * np.pi * np.arange(order) / order
     cyclic = axis_angle_to_quaternion(np.tile([0.0, 0.0, 1.0], (order, 1)), angles)
     if label[0] == "C":

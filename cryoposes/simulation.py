@@ -10,18 +10,30 @@ clean images have unit variance) and adds white Gaussian noise at ``snr_db``
 
 Random draws: each stage has its own generator spawned from ``seed``
 (:class:`numpy.random.SeedSequence`), so the same seed gives the same dataset, and changing one
-stage (say the SNR) leaves the others' draws (poses, shifts, CTFs) unchanged.
+stage (say the SNR) leaves the others' draws (poses, shifts, CTFs) unchanged: the noisy dataset
+of a seed is its clean dataset plus noise (:func:`with_noise`), which is how a network trained
+on clean images with noise drawn on the fly meets the noisy images of the same poses.
+
+Zoom: the protein is boxed with room to turn (:func:`cryoposes.volumes.load_protein`), so the
+molecule spans well under half of the image. With ``zoom`` > 1 it is projected in a box of
+``round(size·zoom)`` pixels whose central ``size`` pixels are kept: the molecule fills more of
+the image, at a finer pixel size.
+
+This is the one place where cryoposes makes particle images: the command line
+(``cryoposes simulate``), the studies of :mod:`cryoposes.studies` and the book all call
+:func:`simulate`, so one seed gives the same images everywhere.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 
 from cryoposes import data, imaging, projection, rotations, volumes
 
-__all__ = ["CTF_RANGES", "random_shifts", "random_ctf", "simulate"]
+__all__ = ["CTF_RANGES", "random_shifts", "random_ctf", "simulate", "with_noise"]
 
 #: Ranges of the random CTFs (uniform draws; the rest fixed as on a typical 300 kV microscope).
 #: Defocus 0.5–2.5 µm; the minor axis up to 10% less defocused than the major one.
@@ -58,7 +70,7 @@ def random_ctf(n: int, rng=None) -> imaging.CTFParameters:
     )
 
 
-def _check_arguments(n, size, coverage, snr_db, shift, seed):
+def _check_arguments(n, size, coverage, snr_db, shift, seed, zoom):
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"number of particles must be a positive integer, got {n!r}")
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 8:
@@ -71,34 +83,76 @@ def _check_arguments(n, size, coverage, snr_db, shift, seed):
         raise ValueError(f"shift must be between 0 and half the image size ({size / 2} px), got {shift}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if not math.isfinite(float(zoom)) or zoom < 1:
+        raise ValueError(f"zoom must be a number of at least 1, got {zoom}")
+
+
+def _streams(seed: int):
+    """The generators of the four random stages: poses, shifts, CTFs, noise."""
+    return [np.random.default_rng(child) for child in np.random.SeedSequence(seed).spawn(4)]
 
 
 def simulate(protein: str | volumes.Volume, n: int, size: int, coverage: str = "full", snr_db: float | None = None,
-             shift: float = 0.0, ctf: bool = False, seed: int = 0, progress: bool = True,
+             shift: float = 0.0, ctf: bool = False, seed: int = 0, zoom: float = 1.0, progress: bool = True,
              method: str = "auto"):
-    """A :class:`~cryoposes.particles.ParticleDataset` of ``n`` simulated ``size × size`` images.
+    """Simulate a particle dataset y = C·S·P·x + n (see the module docstring for the steps).
 
-    ``protein`` is a name known to :mod:`cryoposes.data` (loaded with
-    :func:`cryoposes.volumes.load_protein` in a ``size``³ box) or a cubic
-    :class:`~cryoposes.volumes.Volume` (resampled to ``size``³ if needed). ``snr_db=None`` means
-    no noise; ``shift`` is the largest shift in pixels; ``ctf`` draws a CTF per particle
-    (:func:`random_ctf`). See the module docstring for the steps and the seeding.
+    Parameters
+    ----------
+    protein : str or cryoposes.volumes.Volume
+        A name known to :mod:`cryoposes.data`, or a cubic volume (resampled to the projection
+        box if needed).
+    n : int
+        Number of particles.
+    size : int
+        Image side in pixels.
+    coverage : str, optional
+        Where the poses are drawn, one of :data:`cryoposes.rotations.COVERAGES`.
+    snr_db : float or None, optional
+        Signal-to-noise ratio of the white noise in dB; None: no noise.
+    shift : float, optional
+        Largest shift in pixels (uniform in the disk).
+    ctf : bool, optional
+        Draw a CTF per particle (:func:`random_ctf`).
+    seed : int, optional
+        Same seed, same dataset.
+    zoom : float, optional
+        Project in a box of ``round(size·zoom)`` pixels and keep the central ``size``.
+    progress : bool, optional
+        Show a progress bar while projecting.
+    method : str, optional
+        Projector, one of :data:`cryoposes.projection.METHODS`.
+
+    Returns
+    -------
+    cryoposes.particles.ParticleDataset
+        ``n`` images (n, size, size) float32 with their poses, shifts, CTFs, pixel size and
+        metadata (how they were made).
+
+    Examples
+    --------
+    >>> from cryoposes.simulation import simulate
+    >>> dataset = simulate("5j0n", n=10, size=32, snr_db=-12, seed=0, progress=False)
+    >>> dataset.images.shape, dataset.quaternions.shape
+    ((10, 32, 32), (10, 4))
     """
     from cryoposes.particles import ParticleDataset
 
-    _check_arguments(n, size, coverage, snr_db, shift, seed)
+    _check_arguments(n, size, coverage, snr_db, shift, seed, zoom)
+    box = int(round(size * zoom))
     if isinstance(protein, volumes.Volume):
-        volume = protein if protein.box == size else volumes.resample(protein, size)
+        volume = protein if protein.box == box else volumes.resample(protein, box)
         name, symmetry = "custom", None
     else:
         entry = data.get_protein(protein)
-        volume = volumes.load_protein(entry.name, box=size)
+        volume = volumes.load_protein(entry.name, box=box)
         name, symmetry = entry.name, entry.symmetry
-    pose_rng, shift_rng, ctf_rng, noise_rng = (
-        np.random.default_rng(child) for child in np.random.SeedSequence(seed).spawn(4)
-    )
+    pose_rng, shift_rng, ctf_rng, _ = _streams(seed)
     quaternions = rotations.sample_coverage(n, coverage, pose_rng)
     images = projection.project(volume, quaternions, method=method, progress=progress)
+    if box > size:
+        corner = box // 2 - size // 2  # keeps the centre pixel at size // 2
+        images = np.ascontiguousarray(images[:, corner:corner + size, corner:corner + size])
     shifts = random_shifts(n, shift, shift_rng) if shift > 0 else np.zeros((n, 2))
     if shift > 0:
         images = imaging.shift_images(images, shifts)
@@ -110,9 +164,40 @@ def simulate(protein: str | volumes.Volume, n: int, size: int, coverage: str = "
         raise ValueError("the clean images are constant (empty volume?)")
     images = ((images - np.mean(images, dtype=np.float64)) / spread).astype(np.float32)
     metadata = {"protein": name, "symmetry": symmetry, "n": int(n), "size": int(size), "coverage": coverage,
-                "snr_db": None if snr_db is None else float(snr_db), "shift": float(shift), "ctf": bool(ctf),
-                "seed": int(seed)}
-    if snr_db is not None:
-        metadata["noise_variance"] = imaging.noise_variance(images, snr_db)
-        images = imaging.add_noise(images, snr_db, noise_rng)
-    return ParticleDataset(images, quaternions, shifts, volume.voxel_size, ctf_parameters, metadata)
+                "snr_db": None, "shift": float(shift), "ctf": bool(ctf), "seed": int(seed),
+                "zoom": float(zoom)}
+    clean = ParticleDataset(images, quaternions, shifts, volume.voxel_size, ctf_parameters, metadata)
+    return clean if snr_db is None else with_noise(clean, snr_db)
+
+
+def with_noise(dataset, snr_db: float):
+    """The noisy dataset that :func:`simulate` makes from the same seed, from its clean one.
+
+    The noise comes from the seed's own noise stream, so
+    ``with_noise(simulate(..., seed=s), x)`` equals ``simulate(..., snr_db=x, seed=s)``
+    without projecting again.
+
+    Parameters
+    ----------
+    dataset : cryoposes.particles.ParticleDataset
+        A clean dataset made by :func:`simulate` (its metadata holds the seed).
+    snr_db : float
+        Signal-to-noise ratio in dB.
+
+    Returns
+    -------
+    cryoposes.particles.ParticleDataset
+        The same particles with noise; metadata ``snr_db`` and ``noise_variance`` set.
+    """
+    metadata = dict(dataset.metadata)
+    if metadata.get("snr_db") is not None:
+        raise ValueError(f"the dataset already has noise at {metadata['snr_db']} dB")
+    if "seed" not in metadata:
+        raise ValueError("the dataset was not made by simulate(): no seed in its metadata")
+    if snr_db is None or not math.isfinite(float(snr_db)):
+        raise ValueError(f"SNR (dB) must be a finite number, got {snr_db}")
+    noise_rng = _streams(int(metadata["seed"]))[3]
+    metadata["snr_db"] = float(snr_db)
+    metadata["noise_variance"] = imaging.noise_variance(dataset.images, snr_db)
+    images = imaging.add_noise(dataset.images, snr_db, noise_rng)
+    return dataclasses.replace(dataset, images=images, metadata=metadata)

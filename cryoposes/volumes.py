@@ -15,6 +15,7 @@ import scipy.fft
 import scipy.ndimage
 
 from cryoposes import data
+from cryoposes.errors import InputError
 
 __all__ = [
     "Volume",
@@ -61,22 +62,22 @@ def validate(array, name: str = "volume") -> np.ndarray:
     """Return ``array`` as float32 after checking it is a finite, non-constant 3-D array."""
     array = np.asarray(array)
     if array.ndim != 3:
-        raise ValueError(f"{name} must be 3-D, got {array.ndim} dimension(s) with shape {array.shape}")
+        raise InputError(f"{name} must be 3-D, got {array.ndim} dimension(s) with shape {array.shape}")
     if min(array.shape) < 2:
-        raise ValueError(f"{name} has a degenerate shape {array.shape}")
+        raise InputError(f"{name} has a degenerate shape {array.shape}")
     if not np.issubdtype(array.dtype, np.number):
-        raise ValueError(f"{name} has non-numeric type {array.dtype}")
+        raise InputError(f"{name} has non-numeric type {array.dtype}")
     array = array.astype(np.float32)
     if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} contains {np.count_nonzero(~np.isfinite(array))} NaN or infinite voxels")
+        raise InputError(f"{name} contains {np.count_nonzero(~np.isfinite(array))} NaN or infinite voxels")
     if np.ptp(array) == 0:
-        raise ValueError(f"{name} is constant (every voxel is {array.flat[0]}): there is nothing to project")
+        raise InputError(f"{name} is constant (every voxel is {array.flat[0]}): there is nothing to project")
     return array
 
 
 def _check_voxel_size(voxel_size, name):
     if not np.isfinite(voxel_size) or voxel_size <= 0:
-        raise ValueError(f"{name}: voxel size must be a positive number of Å, got {voxel_size}")
+        raise InputError(f"{name}: voxel size must be a positive number of Å, got {voxel_size}")
     return float(voxel_size)
 
 
@@ -94,9 +95,9 @@ def load_map(path) -> Volume:
             voxel = float(mrc.voxel_size.x)
             axes = (int(header.maps), int(header.mapr), int(header.mapc))
     except Exception as error:  # mrcfile raises ValueError, OSError, struct errors...
-        raise ValueError(f"cannot read {path} as an MRC map: {error}") from error
+        raise InputError(f"cannot read {path} as an MRC map: {error}") from error
     if array is None:
-        raise ValueError(f"{path} holds no data")
+        raise InputError(f"{path} holds no data")
     array = validate(array, name=path)
     if sorted(axes) == [1, 2, 3]:
         # Array axes follow (sections, rows, columns) = (maps, mapr, mapc); 1 = x, 2 = y, 3 = z.
@@ -184,12 +185,12 @@ def map_from_model(path, box: int, resolution: float | None = None,
     try:
         structure = gemmi.read_structure(path)
     except Exception as error:
-        raise ValueError(f"cannot read {path} as an atomic model (mmCIF/PDB): {error}") from error
+        raise InputError(f"cannot read {path} as an atomic model (mmCIF/PDB): {error}") from error
     structure.setup_entities()
     structure.remove_waters()
     structure.remove_hydrogens()
     if len(structure) == 0:
-        raise ValueError(f"{path} contains no model")
+        raise InputError(f"{path} contains no model")
     model = structure[0]
     positions = np.array([atom.pos.tolist() for chain in model for residue in chain for atom in residue])
     if len(positions) == 0:

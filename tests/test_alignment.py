@@ -26,15 +26,15 @@ def _same_rotations(a, b):
 def test_nearest_rotation_matches_scipy_and_fixes_rotations():
     rng = np.random.default_rng(0)
     exact = rotations.quaternion_to_matrix(rotations.random_quaternions(20, rng))
-    assert np.allclose(alignment.nearest_rotation(exact), exact, atol=1e-12)
+    assert np.allclose(rotations.nearest_rotation(exact), exact, atol=1e-12)
     perturbed = exact + 0.05 * rng.standard_normal(exact.shape)
-    nearest = alignment.nearest_rotation(perturbed)
+    nearest = rotations.nearest_rotation(perturbed)
     assert np.allclose(nearest @ np.swapaxes(nearest, -1, -2), np.eye(3), atol=1e-12)
     assert np.allclose(np.linalg.det(nearest), 1.0)
     # scipy's from_matrix returns the rotation nearest in Frobenius norm (Markley's method).
     assert np.allclose(nearest, Rotation.from_matrix(perturbed).as_matrix(), atol=1e-9)
     # A reflection is mapped to a proper rotation, not to itself.
-    assert np.linalg.det(alignment.nearest_rotation(np.diag([1.0, 1.0, -1.0]))) > 0
+    assert np.linalg.det(rotations.nearest_rotation(np.diag([1.0, 1.0, -1.0]))) > 0
 
 
 @pytest.mark.parametrize("mirrored", [False, True])

@@ -5,10 +5,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import require_protein_file
 from cryoposes import data
 
 
-def test_registry_knows_the_issue_proteins():
+def test_registry_knows_the_named_proteins():
     assert data.get_protein("5J0N").symmetry == "C1"
     assert data.get_protein("5a1a").symmetry == "D2"
     assert data.get_protein("5a1a").kind == "model"
@@ -19,7 +20,7 @@ def test_registry_knows_the_issue_proteins():
 @pytest.mark.parametrize("name", sorted(data.PROTEINS))
 def test_shared_files_match_the_registered_hashes(name):
     """The fixed hashes are the ones of the real files (so downloads are checked against them)."""
-    path = data.protein_path(name, download=False)
+    path = require_protein_file(name)
     assert hashlib.sha256(Path(path).read_bytes()).hexdigest() == data.PROTEINS[name].sha256
 
 

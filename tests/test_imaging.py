@@ -1,11 +1,11 @@
-"""Shift, CTF and noise."""
+"""In-plane rotation, shift, CTF and noise."""
 
 import math
 
 import numpy as np
 import pytest
 
-from cryoposes import imaging
+from cryoposes import imaging, rotations
 
 
 def smooth_images(count=4, size=32, seed=0):
@@ -168,3 +168,25 @@ def test_noise_rejects_bad_input():
         imaging.add_noise(np.ones((2, 8, 8)), 0.0)
     with pytest.raises(ValueError, match="NaN"):
         imaging.add_noise(np.full((2, 8, 8), np.nan), 0.0)
+
+
+def test_in_plane_rotation_updates_the_pose_exactly(volume_5j0n_32):
+    from cryoposes.projection import project
+
+    rng = np.random.default_rng(7)
+    quaternions = rotations.random_quaternions(4, rng)
+    angles = np.radians([40.0, 50.0, 60.0, 290.0])  # ±α differ by 80°–140°: the wrong sign shows
+    rotated, moved = imaging.rotate_in_plane(project(volume_5j0n_32, quaternions), quaternions, angles)
+    expected = project(volume_5j0n_32, moved)
+    turns = rotations.axis_angle_to_quaternion(np.tile([0.0, 0.0, 1.0], (4, 1)), -angles)
+    wrong_sign = project(volume_5j0n_32, rotations.quaternion_multiply(quaternions, turns))
+
+    def ncc(a, b):
+        a = a - a.mean(axis=(1, 2), keepdims=True)
+        b = b - b.mean(axis=(1, 2), keepdims=True)
+        return (a * b).sum(axis=(1, 2)) / np.sqrt((a * a).sum(axis=(1, 2)) * (b * b).sum(axis=(1, 2)))
+
+    assert np.all(ncc(rotated, expected) > 0.99)
+    assert np.all(ncc(rotated, wrong_sign) < 0.95)
+    np.testing.assert_allclose(rotations.geodesic_distance(quaternions, moved),
+                               np.abs(np.angle(np.exp(1j * angles))), atol=1e-9)

@@ -43,12 +43,3 @@ def test_building_the_parser_does_not_import_tensorflow():
     code = "import sys, cryoposes.cli as c; c.build_parser(); print('tensorflow' in sys.modules, 'keras' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["False", "False"]
-
-
-def test_command_choices_match_the_modules():
-    from cryoposes import recovery, siamese
-    from cryoposes.commands import recover, train_distance
-
-    assert recover.INITS == recovery.INITS and recover.SAMPLINGS == recovery.SAMPLINGS
-    for name in ("HEADS", "LOSSES", "NORMALIZATIONS", "SAMPLINGS"):
-        assert getattr(train_distance, name) == getattr(siamese, name), name

@@ -80,7 +80,7 @@ def test_projecting_the_rotated_volume_equals_projecting_at_the_pose(blobs):
 
 
 def test_matches_the_brute_force_reference_on_5j0n_at_64(volume_5j0n_64):
-    # The check: ≤ 1% relative error against the float64 brute force, random poses.
+    # The projector's accuracy target: ≤ 1% relative error against the float64 brute force, random poses.
     q = random_quaternions(6, rng=3)
     reference = projection.project_reference(volume_5j0n_64, q)
     images = projection.project(volume_5j0n_64, q, method="fourier")

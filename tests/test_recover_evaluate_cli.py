@@ -74,6 +74,31 @@ def test_evaluate_matches_particles_by_name_and_knows_symmetry(dataset, tmp_path
     assert report["particles"] == len(subset) and report["physical"]["median_deg"] < 1e-3
 
 
+def test_a_reordered_subset_star_file_keeps_its_pairing_through_recover_and_evaluate(dataset, tmp_path, capsys):
+    """A STAR file listing some particles of the stack in another order (as RELION's Select
+    writes them): recover must name each pose by its own image, so evaluate pairs it right."""
+    table = starfile.read(dataset / "particles.star", always_dict=True)
+    rows = np.random.default_rng(4).permutation(60)[:40]
+    table["particles"] = table["particles"].iloc[rows].reset_index(drop=True)
+    subset = tmp_path / "subset"
+    subset.mkdir()
+    (subset / "particles.mrcs").symlink_to(dataset / "particles.mrcs")
+    starfile.write(table, subset / "particles.star")
+    output = tmp_path / "poses.star"
+    assert main(["recover", str(subset), "--distance", "true", "--steps", "60", "--seed", "3", "--quiet",
+                 "-o", str(output)]) == 0
+    assert list(starfile.read(output)["rlnImageName"]) == [f"{i + 1:06d}@particles.mrcs" for i in rows]
+    # Scored against the full, unordered truth: matched by name, the poses are exact.
+    report = _evaluate(capsys, dataset / "particles.star", output)
+    assert report["particles"] == 40 and report["o4"]["median_deg"] < 0.1
+    # Paired by row instead (what row-index names did), the same poses are far off.
+    from cryoposes import alignment
+    from cryoposes.particles import read_poses
+
+    by_row = alignment.align_o4(read_poses(dataset / "particles.star")[:40], read_poses(output))
+    assert by_row.median > 10
+
+
 def _fails(capsys, arguments, message):
     with pytest.raises(SystemExit) as exit_info:
         main([str(a) for a in arguments])

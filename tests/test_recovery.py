@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from cryoposes import alignment, recovery, rotations
+from cryoposes import alignment, recovery, rotations, spectral
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +17,12 @@ def distances(truth):
     return rotations.pairwise_geodesic_distances(truth)
 
 
-QUICK = dict(steps=400, steps_per_epoch=20, batch_size=8192, progress=False)
+QUICK = dict(steps=400, steps_per_epoch=20, batch_size=8192)
+
+
+def quick(**changes):
+    """A short :class:`recovery.RecoveryConfig` (every test runs in seconds)."""
+    return recovery.RecoveryConfig(**{**QUICK, **changes})
 
 
 def test_model_outputs_geodesic_distances_of_normalised_weights(truth):
@@ -33,26 +38,25 @@ def test_model_outputs_geodesic_distances_of_normalised_weights(truth):
 @pytest.mark.parametrize("coverage", ["full", "half"])
 def test_spectral_start_is_exact_on_perfect_distances(coverage):
     truth = rotations.sample_coverage(200, coverage, np.random.default_rng(11))
-    start = recovery.spectral_initialization(rotations.pairwise_geodesic_distances(truth), seed=0)
+    start = spectral.spectral_initialization(rotations.pairwise_geodesic_distances(truth), seed=0)
     assert alignment.align_o4(truth, start).median < 1e-3
 
 
 def test_random_start_recovers_perfect_distances_thanks_to_reseating(truth, distances):
     """From random starts, gradient steps alone end in local minima (some particles stranded);
     with :class:`recovery.Reseat` the same runs reach the global minimum."""
-    options = dict(QUICK, steps=800)
     for seed in (0, 1):
-        recovered = recovery.recover(distances, init="random", seed=seed, **options)
+        recovered = recovery.recover(distances, quick(steps=800, init="random", seed=seed), progress=False)
         assert alignment.align_o4(truth, recovered).median < 0.01
-        stuck = recovery.recover(distances, init="random", seed=seed, reseat=False, **options)
+        stuck = recovery.recover(distances, quick(steps=800, init="random", seed=seed, reseat=False), progress=False)
         assert alignment.align_o4(truth, stuck).median > 1.0
 
 
 @pytest.mark.parametrize("sampling", ["knn", "mixed"])
 def test_knn_sampling_keeps_the_true_poses(truth, distances, sampling):
     # kNN pairs alone only pin local structure; started at the truth it must stay there.
-    recovered = recovery.recover(distances, init="true", true_quaternions=truth, sampling=sampling,
-                                 seed=0, **QUICK)
+    recovered = recovery.recover(distances, quick(init="true", sampling=sampling), true_quaternions=truth,
+                                 progress=False)
     assert alignment.align_o4(truth, recovered).median < 0.5
 
 
@@ -90,17 +94,20 @@ def test_callable_targets(truth):
     def target(i, j):
         return rotations.geodesic_distance(truth[i], truth[j])
 
-    recovered = recovery.recover(target, n=len(truth), init="random", seed=0, **dict(QUICK, steps=800))
+    recovered = recovery.recover(target, quick(init="random", steps=800), n=len(truth), progress=False)
     assert alignment.align_o4(truth, recovered).median < 0.5
     with pytest.raises(ValueError, match="dense matrix"):
-        recovery.recover(target, n=len(truth), sampling="knn", **QUICK)
+        recovery.recover(target, quick(init="random", sampling="knn"), n=len(truth), progress=False)
+    with pytest.raises(ValueError, match="dense matrix"):
+        recovery.recover(target, quick(), n=len(truth), progress=False)  # the spectral start
 
 
 def test_same_seed_same_result_and_resume(truth, distances, tmp_path):
-    options = dict(QUICK, steps=100, init="random")
-    first = recovery.recover(distances, seed=4, **options)
-    assert np.array_equal(first, recovery.recover(distances, seed=4, **options))
-    assert not np.array_equal(first, recovery.recover(distances, seed=5, **options))
+    config = quick(steps=100, init="random", seed=4)
+    first = recovery.recover(distances, config, progress=False)
+    assert np.array_equal(first, recovery.recover(distances, config, progress=False))
+    assert not np.array_equal(first, recovery.recover(distances, quick(steps=100, init="random", seed=5),
+                                                      progress=False))
 
     class Interrupt(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -108,13 +115,13 @@ def test_same_seed_same_result_and_resume(truth, distances, tmp_path):
                 raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        recovery.recover(distances, seed=4, backup_dir=tmp_path, callbacks=[Interrupt()], **options)
-    resumed = recovery.recover(distances, seed=4, backup_dir=tmp_path, **options)
+        recovery.recover(distances, config, backup_dir=tmp_path, callbacks=[Interrupt()], progress=False)
+    resumed = recovery.recover(distances, config, backup_dir=tmp_path, progress=False)
     assert np.array_equal(first, resumed)
 
 
 def test_history_and_early_stop(distances):
-    result = recovery.fit_poses(distances, init="spectral", stop_below=1e-6, **QUICK)
+    result = recovery.fit_poses(distances, quick(init="spectral", stop_below=1e-6), progress=False)
     assert result.history["loss"][-1] < 1e-6
     assert len(result.history["loss"]) < QUICK["steps"] // QUICK["steps_per_epoch"]
     assert result.history["time"] == sorted(result.history["time"])
@@ -129,8 +136,9 @@ def test_history_and_early_stop(distances):
         (np.zeros((3, 3)), {"sampling": "nearest"}, "unknown sampling"),
         (np.zeros((3, 3)), {"init": "true"}, "true quaternions"),
         (np.zeros((3, 3)), {"steps": 0}, "positive"),
+        (np.zeros((3, 3)), {"learning_rate": 0.0}, "learning rates must be positive"),
     ],
 )
 def test_bad_input_is_refused(targets, options, message):
     with pytest.raises(ValueError, match=message):
-        recovery.recover(targets, progress=False, **options)
+        recovery.recover(targets, recovery.RecoveryConfig(**options), progress=False)

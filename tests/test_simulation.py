@@ -53,7 +53,7 @@ def test_draws_follow_their_ranges(noisy):
     assert np.all((noisy.ctf.defocus_u >= low) & (noisy.ctf.defocus_u <= high))
     assert np.all(noisy.ctf.defocus_v <= noisy.ctf.defocus_u)
     assert noisy.metadata == {"protein": "5j0n", "symmetry": "C1", "n": 40, "size": 32, "coverage": "half",
-                              "snr_db": -6.0, "shift": 3.0, "ctf": True, "seed": 5,
+                              "snr_db": -6.0, "shift": 3.0, "ctf": True, "seed": 5, "zoom": 1.0,
                               "noise_variance": pytest.approx(10 ** 0.6)}
 
 
@@ -94,15 +94,36 @@ def test_bad_arguments(kwargs, message):
         simulation.simulate(**arguments)
 
 
+def test_noise_added_to_the_clean_dataset_is_the_noise_of_the_same_seed(noisy):
+    clean = simulation.simulate("5j0n", 40, 32, coverage="half", shift=3.0, ctf=True, seed=5, progress=False)
+    again = simulation.with_noise(clean, -6.0)
+    np.testing.assert_array_equal(again.images, noisy.images)
+    assert again.metadata == noisy.metadata
+    with pytest.raises(ValueError, match="already has noise"):
+        simulation.with_noise(noisy, -6.0)
+
+
+def test_zoom_keeps_the_centre_of_a_larger_projection():
+    zoomed = simulation.simulate("5j0n", 6, 24, zoom=1.5, seed=2, progress=False)
+    volume = volumes.load_protein("5j0n", box=36)
+    full = projection.project(volume, zoomed.quaternions)
+    centre = full[:, 6:30, 6:30]  # 36 // 2 − 24 // 2 = 6: the centre pixel stays at size // 2
+    expected = (centre - centre.mean()) / centre.std()
+    np.testing.assert_allclose(zoomed.images, expected, atol=1e-4)
+    assert zoomed.pixel_size == pytest.approx(volume.voxel_size) and zoomed.metadata["zoom"] == 1.5
+    with pytest.raises(ValueError, match="zoom must be"):
+        simulation.simulate("5j0n", 6, 24, zoom=0.5, progress=False)
+
+
 def test_command_writes_a_dataset(tmp_path, capsys):
     folder = tmp_path / "data"
     code = cli.main(["simulate", "5j0n", "-n", "12", "--size", "16", "--coverage", "quarter", "--snr-db", "-12",
-                     "--shift", "2", "--ctf", "--seed", "4", "-o", str(folder), "--quiet"])
+                     "--shift", "2", "--ctf", "--zoom", "1.25", "--seed", "4", "-o", str(folder), "--quiet"])
     assert code == 0
     assert "wrote 12 particles" in capsys.readouterr().out
     dataset = particles.read_dataset(folder)
     expected = simulation.simulate("5j0n", 12, 16, coverage="quarter", snr_db=-12.0, shift=2.0, ctf=True, seed=4,
-                                   progress=False)
+                                   zoom=1.25, progress=False)
     np.testing.assert_array_equal(dataset.images, expected.images)
     np.testing.assert_allclose(dataset.shifts, expected.shifts, atol=1e-8)
     assert dataset.metadata["snr_db"] == -12.0 and dataset.metadata["coverage"] == "quarter"
@@ -116,6 +137,7 @@ def test_command_writes_a_dataset(tmp_path, capsys):
         (["-n", "5", "--size", "16", "--shift", "-1"], "--shift"),
         (["-n", "five", "--size", "16"], "invalid int value"),
         (["-n", "5", "--size", "16", "--coverage", "north"], "invalid choice"),
+        (["-n", "5", "--size", "16", "--zoom", "0.5"], "--zoom must be at least 1"),
     ],
 )
 def test_command_refuses_bad_arguments(tmp_path, capsys, arguments, message):

@@ -22,7 +22,7 @@ import argparse
 import json
 from pathlib import Path
 
-from cryoposes.cli import UsageError
+from cryoposes.errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,38 +33,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
 
 
-def _image_names(path: Path):
-    """The rlnImageName column of the particles table, or None."""
-    import pandas as pd
-    import starfile
-
-    for block in starfile.read(path, always_dict=True).values():
-        if isinstance(block, pd.DataFrame) and "rlnAngleRot" in block.columns:
-            return list(block["rlnImageName"]) if "rlnImageName" in block.columns else None
-    return None
-
-
 def _matched(true_path: Path, estimated_path: Path):
     import numpy as np
 
-    from cryoposes.particles import read_poses
+    from cryoposes.particles import read_poses_and_names
 
-    q_true, q_est = read_poses(true_path), read_poses(estimated_path)
-    true_names, estimated_names = _image_names(true_path), _image_names(estimated_path)
+    q_true, true_names = read_poses_and_names(true_path)
+    q_est, estimated_names = read_poses_and_names(estimated_path)
     if true_names is not None and estimated_names is not None:
         rows = {name: i for i, name in enumerate(true_names)}
         missing = [name for name in estimated_names if name not in rows]
         if missing:
-            raise UsageError(f"{len(missing)} particle(s) of {estimated_path} are not in {true_path}, "
+            raise InputError(f"{len(missing)} particle(s) of {estimated_path} are not in {true_path}, "
                              f"first {missing[0]!r}")
         if len(set(estimated_names)) != len(estimated_names):
-            raise UsageError(f"{estimated_path} lists some particles more than once")
+            raise InputError(f"{estimated_path} lists some particles more than once")
         q_true = q_true[np.array([rows[name] for name in estimated_names], dtype=int)]
     elif len(q_true) != len(q_est):
-        raise UsageError(f"mismatched particle counts: {true_path} has {len(q_true)}, "
+        raise InputError(f"mismatched particle counts: {true_path} has {len(q_true)}, "
                          f"{estimated_path} has {len(q_est)}")
     if len(q_est) < 2:
-        raise UsageError(f"{estimated_path} holds {len(q_est)} pose(s); at least 2 are needed to align")
+        raise InputError(f"{estimated_path} holds {len(q_est)} pose(s); at least 2 are needed to align")
     return q_true, q_est
 
 
@@ -73,8 +62,8 @@ def main(args) -> int:
 
     for path in (args.true, args.estimated):
         if not path.is_file():
-            raise UsageError(f"no STAR file at {path}")
-    rotations.symmetry_group(args.symmetry)  # ValueError naming the accepted forms
+            raise InputError(f"no STAR file at {path}")
+    rotations.symmetry_group(args.symmetry)  # InputError naming the accepted forms
     q_true, q_est = _matched(args.true, args.estimated)
     physical = alignment.align_physical(q_true, q_est, symmetry=args.symmetry)
     o4 = alignment.align_o4(q_true, q_est, symmetry=args.symmetry)

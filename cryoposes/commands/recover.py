@@ -27,26 +27,24 @@ import argparse
 import time
 from pathlib import Path
 
-from cryoposes.cli import UsageError
+from cryoposes.errors import InputError
+
+from cryoposes.options import INITS, RECOVERY_SAMPLINGS, TURNS
 
 DISTANCES = ("true", "euclidean")
-# The choices of cryoposes.recovery (INITS, SAMPLINGS), spelled out so that building the parser
-# does not import Keras and TensorFlow (seconds on every call); a test keeps them equal.
-INITS = ("random", "spectral", "true")
-SAMPLINGS = ("random", "knn", "mixed")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("directory", type=Path, metavar="DIR", help="dataset folder with particles.mrcs and particles.star")
     parser.add_argument("--distance", required=True, metavar="true|euclidean|MODEL.keras",
                         help="target distances: the true d_q, the Euclidean baseline, or a trained distance model")
-    parser.add_argument("--init", choices=INITS, default="spectral",
+    parser.add_argument("--init", choices=INITS, default=INITS[0],
                         help="starting poses: spectral (from the distances, default), random, or the true poses")
-    parser.add_argument("--sampling", choices=SAMPLINGS, default="random",
+    parser.add_argument("--sampling", choices=RECOVERY_SAMPLINGS, default=RECOVERY_SAMPLINGS[0],
                         help="pairs per step: uniform random (default), k nearest neighbours, or half of each")
-    parser.add_argument("--turns", type=int, default=8, metavar="K",
+    parser.add_argument("--turns", type=int, default=TURNS, metavar="K",
                         help="with MODEL.keras: average the learned distances over K in-plane turns of "
-                             "the images (d_q does not change when both images turn alike; default 8)")
+                             f"the images (d_q does not change when both images turn alike; default {TURNS})")
     parser.add_argument("--steps", type=int, default=1500, metavar="S", help="optimisation steps (default 1500)")
     parser.add_argument("--batch", type=int, default=65536, metavar="B",
                         help="pairs per step (default 65536; at least all pairs means all pairs every step)")
@@ -58,37 +56,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _check_arguments(args) -> None:
     if args.turns <= 0:
-        raise UsageError(f"--turns must be positive, got {args.turns}")
+        raise InputError(f"--turns must be positive, got {args.turns}")
     if args.steps <= 0:
-        raise UsageError(f"--steps must be positive, got {args.steps}")
+        raise InputError(f"--steps must be positive, got {args.steps}")
     if args.batch <= 0:
-        raise UsageError(f"--batch must be positive, got {args.batch}")
+        raise InputError(f"--batch must be positive, got {args.batch}")
     if not args.learning_rate > 0:
-        raise UsageError(f"--learning-rate must be positive, got {args.learning_rate}")
+        raise InputError(f"--learning-rate must be positive, got {args.learning_rate}")
     if args.seed < 0:
-        raise UsageError(f"--seed must be non-negative, got {args.seed}")
+        raise InputError(f"--seed must be non-negative, got {args.seed}")
     if args.output.suffix != ".star":
-        raise UsageError(f"the output must be a .star file, got {args.output}")
+        raise InputError(f"the output must be a .star file, got {args.output}")
     if args.output.is_dir():
-        raise UsageError(f"{args.output} is a folder; give a .star file name")
+        raise InputError(f"{args.output} is a folder; give a .star file name")
     if args.distance not in DISTANCES and not args.distance.endswith(".keras"):
-        raise UsageError(f"--distance must be 'true', 'euclidean' or a MODEL.keras file, got {args.distance!r}")
+        raise InputError(f"--distance must be 'true', 'euclidean' or a MODEL.keras file, got {args.distance!r}")
     if args.distance.endswith(".keras") and not Path(args.distance).is_file():
-        raise UsageError(f"no distance model at {args.distance}")
+        raise InputError(f"no distance model at {args.distance}")
     if not args.directory.is_dir():
-        raise UsageError(f"no dataset folder at {args.directory}")
+        raise InputError(f"no dataset folder at {args.directory}")
 
 
 #: Simulation settings that must agree between the dataset a distance model was trained on and
 #: the one recovered (noise may differ: that is the point of training with on-the-fly noise).
-SAME_SIMULATION = ("protein", "n", "size", "coverage", "seed", "shift", "ctf")
+SAME_SIMULATION = ("protein", "n", "size", "coverage", "seed", "shift", "ctf", "zoom")
 
 
 def _check_same_simulation(trained_on: dict, recovered: dict) -> None:
     different = [f"{key} {trained_on[key]!r} ≠ {recovered[key]!r}" for key in SAME_SIMULATION
                  if key in trained_on and key in recovered and trained_on[key] != recovered[key]]
     if different:
-        raise UsageError("the distance model was trained on another simulation (" + ", ".join(different)
+        raise InputError("the distance model was trained on another simulation (" + ", ".join(different)
                          + "): its test images are not this dataset's unseen images")
 
 
@@ -99,9 +97,9 @@ def main(args) -> int:
 
     _check_arguments(args)
     dataset = particles.read_dataset(args.directory)
-    n = len(dataset.quaternions)
+    n = len(dataset)
     if n < 3:
-        raise UsageError(f"{args.directory} holds {n} particle(s); recovery needs at least 3")
+        raise InputError(f"{args.directory} holds {n} particle(s); recovery needs at least 3")
     chosen = np.arange(n)
     if args.distance == "true":
         targets = rotations.pairwise_geodesic_distances(dataset.quaternions)
@@ -114,22 +112,16 @@ def main(args) -> int:
         _check_same_simulation(model.metadata.get("dataset_metadata") or {}, dataset.metadata)
         chosen = siamese.test_indices(model, n)
         targets = siamese.distance_matrix(model, dataset.images[chosen], turns=args.turns)
-    names = [f"{i + 1:06d}@{particles.STACK_NAME}" for i in chosen]
 
+    config = recovery.RecoveryConfig(init=args.init, sampling=args.sampling, steps=args.steps,
+                                     batch_size=args.batch, learning_rate=args.learning_rate, seed=args.seed)
     start = time.perf_counter()
-    result = recovery.fit_poses(
-        targets,
-        init=args.init,
-        sampling=args.sampling,
-        steps=args.steps,
-        batch_size=args.batch,
-        learning_rate=args.learning_rate,
-        seed=args.seed,
-        true_quaternions=dataset.quaternions[chosen],
-        progress=not args.quiet,
-    )
+    result = recovery.fit_poses(targets, config, true_quaternions=dataset.quaternions[chosen],
+                                progress=not args.quiet)
     seconds = time.perf_counter() - start
-    particles.write_poses(args.output, result.quaternions, image_names=names)
+    # The names read from the STAR file, so that a reordered or subset file keeps its pairing.
+    names = dataset.names()
+    particles.write_poses(args.output, result.quaternions, image_names=[names[i] for i in chosen])
     print(f"recovered {len(chosen)} poses in {seconds:.1f} s (final loss {result.history['loss'][-1]:.3g}) "
           f"-> {args.output}")
     return 0

@@ -1,6 +1,7 @@
 """Simulate a particle dataset y = C·S·P·x + n of a protein and write it to DIR.
 
-Draws N poses uniformly within the coverage, projects the protein in an S×S box, shifts each
+Draws N poses uniformly within the coverage, projects the protein in an S×S box (or a box of
+S·Z pixels cropped to its central S with --zoom Z), shifts each
 image by up to ± PIXELS (uniform in a disk), optionally applies a random CTF (defocus 0.5–2.5 µm,
 300 kV), standardises the clean stack and adds white noise at the SNR given in dB (−12 dB is the
 2021 paper's σ² = 16 on unit-variance images). Writes DIR/particles.mrcs and DIR/particles.star
@@ -16,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cryoposes.cli import UsageError
+from cryoposes.errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shift", type=float, default=0.0, metavar="PIXELS",
                         help="largest random shift in pixels (default 0)")
     parser.add_argument("--ctf", action="store_true", help="apply a random CTF to each particle")
+    parser.add_argument("--zoom", type=float, default=1.0, metavar="Z",
+                        help="project in a box of S·Z pixels and keep the central S: the molecule fills "
+                             "more of the image (default 1: the whole rotation-safe box)")
     parser.add_argument("--seed", type=int, required=True, metavar="K", help="random seed (same seed, same dataset)")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="dataset folder to create")
     parser.add_argument("--force", action="store_true", help="replace DIR if it exists and is not empty")
@@ -46,19 +50,21 @@ def main(args) -> int:
 
     # Check everything cheap before the long part, so bad arguments fail at once.
     if args.n <= 0:
-        raise UsageError(f"-n must be a positive number of particles, got {args.n}")
+        raise InputError(f"-n must be a positive number of particles, got {args.n}")
     if args.size < 8:
-        raise UsageError(f"--size must be at least 8 pixels, got {args.size}")
+        raise InputError(f"--size must be at least 8 pixels, got {args.size}")
     if args.shift < 0 or args.shift >= args.size / 2:
-        raise UsageError(f"--shift must be between 0 and half the image size, got {args.shift}")
+        raise InputError(f"--shift must be between 0 and half the image size, got {args.shift}")
     if args.seed < 0:
-        raise UsageError(f"--seed must be non-negative, got {args.seed}")
+        raise InputError(f"--seed must be non-negative, got {args.seed}")
+    if not args.zoom >= 1:
+        raise InputError(f"--zoom must be at least 1, got {args.zoom}")
     data.get_protein(args.protein)  # ValueError naming the known proteins
     output = args.output
     if output.exists() and (not output.is_dir() or (any(output.iterdir()) and not args.force)):
-        raise UsageError(f"{output} exists and is not an empty folder; choose another or pass --force to replace it")
+        raise InputError(f"{output} exists and is not an empty folder; choose another or pass --force to replace it")
     dataset = simulate(args.protein, args.n, args.size, coverage=args.coverage, snr_db=args.snr_db,
-                       shift=args.shift, ctf=args.ctf, seed=args.seed, progress=not args.quiet)
+                       shift=args.shift, ctf=args.ctf, seed=args.seed, zoom=args.zoom, progress=not args.quiet)
     write_dataset(dataset, output, overwrite=args.force)
     print(f"wrote {len(dataset)} particles of {dataset.metadata['protein']} ({args.size}×{args.size} px, "
           f"{dataset.pixel_size:.3f} Å/px) to {output}/particles.mrcs and {output}/particles.star")

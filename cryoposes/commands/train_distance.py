@@ -24,15 +24,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from cryoposes.cli import UsageError
+from cryoposes.errors import InputError
 
 
-# The choices of cryoposes.siamese (HEADS, LOSSES, NORMALIZATIONS, SAMPLINGS), spelled out so that
-# building the parser does not import Keras and TensorFlow; a test keeps them equal.
-HEADS = ("rotation", "cosine", "euclidean")
-LOSSES = ("mae", "mse", "chordal")
-NORMALIZATIONS = ("group", "batch", "none")
-SAMPLINGS = ("all", "fraction", "flat")
+from cryoposes.options import HEADS, LOSSES, NORMALIZATIONS, TRAINING_SAMPLINGS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,10 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--head", choices=HEADS, default=HEADS[0],
                         help="distance head: rotation = acos((3c-1)/2) (default), cosine = the paper's "
                              "2·acos(c), euclidean = the seed's ‖e_i − e_j‖")
-    parser.add_argument("--loss", choices=LOSSES, default="mae",
+    parser.add_argument("--loss", choices=LOSSES, default=LOSSES[0],
                         help="pair loss: mae (default, the paper's code), mse (the seed), or chordal "
                              "(squared difference of cos d)")
-    parser.add_argument("--normalization", choices=NORMALIZATIONS, default="batch",
+    parser.add_argument("--normalization", choices=NORMALIZATIONS, default=NORMALIZATIONS[0],
                         help="encoder normalisation: batch (default; statistics recomputed after "
                              "training), group or none")
     parser.add_argument("--crop", type=int, default=None, metavar="PX",
@@ -61,15 +56,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=64, metavar="B",
                         help="images per step; trains on their B(B-1)/2 pairs (default 64)")
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    parser.add_argument("--sampling", choices=SAMPLINGS, default="all",
+    parser.add_argument("--sampling", choices=TRAINING_SAMPLINGS, default=TRAINING_SAMPLINGS[0],
                         help="pairs trained on: all pairs of a batch (default), a fixed random fraction "
                              "(the paper), or weights flattening the d_q histogram")
     parser.add_argument("--pair-fraction", type=float, default=0.01, help="fraction for --sampling fraction")
     parser.add_argument("--snr-db", type=float, default=None, metavar="X",
                         help="add white noise at this SNR (dB) on the fly (default: none)")
     parser.add_argument("--shift", type=float, default=0.0, metavar="PX",
-                        help="random shifts up to ± PX pixels on the fly (default 0)")
-    parser.add_argument("--ctf", action="store_true", help="apply a random CTF (defocus 1–2.5 µm) on the fly")
+                        help="random shifts of up to PX pixels on the fly, uniform in the disk (default 0)")
+    parser.add_argument("--ctf", action="store_true",
+                        help="apply a random CTF on the fly, drawn as `cryoposes simulate --ctf` draws them")
     parser.add_argument("--rotate", action=argparse.BooleanOptionalAction, default=True,
                         help="in-plane rotation augmentation with exact pose update (default on)")
     parser.add_argument("--split", type=float, nargs=2, default=None, metavar=("TRAIN", "VALIDATION"),
@@ -83,28 +79,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _check(args) -> Path:
     output = Path(args.output)
     if output.suffix != ".keras":
-        raise UsageError(f"the model file must end in .keras, got {output}")
+        raise InputError(f"the model file must end in .keras, got {output}")
     if not output.parent.is_dir():
-        raise UsageError(f"output folder {output.parent} does not exist")
+        raise InputError(f"output folder {output.parent} does not exist")
     if not Path(args.dataset).is_dir():
-        raise UsageError(f"dataset folder {args.dataset} does not exist")
+        raise InputError(f"dataset folder {args.dataset} does not exist")
     if args.init_model is not None and not Path(args.init_model).is_file():
-        raise UsageError(f"initial model {args.init_model} does not exist")
+        raise InputError(f"initial model {args.init_model} does not exist")
     for name in ("epochs", "embedding", "batch_size", "patience", "crop", "input_size"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+            raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.batch_size < 2:
-        raise UsageError("--batch-size must be at least 2 (pairs need two images)")
+        raise InputError("--batch-size must be at least 2 (pairs need two images)")
     if args.shift < 0:
-        raise UsageError(f"--shift must be non-negative, got {args.shift}")
+        raise InputError(f"--shift must be non-negative, got {args.shift}")
     if not args.learning_rate > 0:
-        raise UsageError(f"--learning-rate must be positive, got {args.learning_rate}")
+        raise InputError(f"--learning-rate must be positive, got {args.learning_rate}")
     return output
 
 
 def main(args) -> int:
     output = _check(args)
-    from cryoposes import __version__, siamese
+    from cryoposes import __version__, training
     from cryoposes.particles import read_dataset
 
     dataset = read_dataset(args.dataset)
@@ -113,10 +109,10 @@ def main(args) -> int:
         print("note: the dataset is noisy; rotating noisy images interpolates (smooths) their noise. "
               "Prefer a clean dataset with --snr-db, or --no-rotate.", file=sys.stderr)
     fractions = None if args.split is None else tuple(args.split)
-    split = siamese.split_indices(len(images), fractions, seed=args.seed)
-    augmentation = siamese.Augmentation(rotate=args.rotate, ctf=args.ctf, pixel_size=float(dataset.pixel_size),
+    split = training.split_indices(len(images), fractions, seed=args.seed)
+    augmentation = training.Augmentation(rotate=args.rotate, ctf=args.ctf, pixel_size=float(dataset.pixel_size),
                                         shift=args.shift, snr_db=args.snr_db)
-    config = siamese.TrainingConfig(
+    config = training.TrainingConfig(
         embedding=args.embedding, head=args.head, loss=args.loss, normalization=args.normalization, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate, sampling=args.sampling,
         pair_fraction=args.pair_fraction, patience=args.patience, seed=args.seed,
@@ -128,7 +124,7 @@ def main(args) -> int:
         "command": " ".join(["cryoposes", "train-distance", *sys.argv[2:]]) if sys.argv[1:2] == ["train-distance"] else None,
         "version": __version__,
     }
-    model = siamese.train(images, dataset.quaternions, split, config, backup_dir=backup,
+    model = training.train(images, dataset.quaternions, split, config, backup_dir=backup,
                           progress=not args.quiet, metadata=metadata, initial=args.init_model)
     temporary = output.with_name(f".{output.stem}.partial.keras")
     model.save(temporary)

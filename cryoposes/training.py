@@ -1,0 +1,439 @@
+"""Training the Siamese distance network on images of known pose.
+
+All pairs of a batch
+--------------------
+:class:`~cryoposes.siamese.SiameseDistance` embeds a batch of B images once and returns the
+B×B matrix of head outputs, so one step trains on B(B−1)/2 pairs for B encoder passes. Targets
+are packed as ``y = [q | W]`` (quaternions (B, 4) and a pair-weight matrix (B, B));
+:class:`PairDistanceLoss` computes ``Σ W·err / Σ W`` with ``err = |d_p − d_q|`` (MAE, the 2021
+paper's code), ``(d_p − d_q)²`` (MSE, the seed report) or the squared difference of their
+cosines (:data:`cryoposes.options.LOSSES`). The weights implement the pair samplings of
+:data:`cryoposes.options.TRAINING_SAMPLINGS`.
+
+Augmentation and seeding
+------------------------
+:class:`PairBatches` draws each batch on the fly, seeded by (seed, epoch, batch), with the
+operators of the simulator (:class:`Augmentation`): in-plane rotation with the exact pose
+update, shifts, CTF and noise. A batch is a pure function of its epoch and index, so a run
+resumed after an interruption equals an uninterrupted one.
+
+The split
+---------
+Images are split by image into train / validation / test sets (:func:`split_indices`, the
+paper's proportions by default). The split is saved inside the model, so recovery runs on test
+images that no training or validation pair contained (:func:`cryoposes.siamese.test_indices`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+import cryoposes  # noqa: F401  (sets the TensorFlow logging variables before keras is imported)
+import keras
+from keras import ops
+
+from cryoposes import imaging, rotations, simulation
+from cryoposes.callbacks import EpochSync, ProgressBar
+from cryoposes.errors import InputError
+from cryoposes.options import LOSSES, TRAINING_SAMPLINGS as SAMPLINGS
+from cryoposes.siamese import SiameseDistance, as_model
+
+__all__ = [
+    "PAPER_SPLIT",
+    "PairDistanceLoss",
+    "Augmentation",
+    "flat_histogram_weights",
+    "PairBatches",
+    "split_indices",
+    "TrainingConfig",
+    "recompute_batch_statistics",
+    "set_seed",
+    "train",
+]
+
+#: The 2021 paper's split of 5,000 images into train / validation / test.
+PAPER_SPLIT = (2512, 838, 1650)
+
+
+@keras.saving.register_keras_serializable(package="cryoposes")
+class PairDistanceLoss(keras.losses.Loss):
+    """Weighted pair loss on a batch's (B, B) distance matrix.
+
+    ``y_true`` packs the quaternions and the pair weights: ``[q (B, 4) | W (B, B)]``; the value
+    is ``Σ_ij W_ij·err(d_p_ij, d_q_ij) / Σ_ij W_ij``. Each row returns its share so that Keras'
+    mean over the batch is that ratio.
+    """
+
+    def __init__(self, kind: str = "mae", name: str = "pair_distance_loss", **kwargs):
+        if kind not in LOSSES:
+            raise ValueError(f"unknown loss {kind!r}; choose one of {LOSSES}")
+        super().__init__(name=name, **kwargs)
+        self.kind = kind
+
+    def call(self, y_true, y_pred):
+        quaternions = y_true[:, :4]
+        weights = y_true[:, 4:]
+        target = rotations.pairwise_geodesic_distances(quaternions, xp=ops)
+        if self.kind == "chordal":
+            difference = ops.cos(y_pred) - ops.cos(target)
+        else:
+            difference = y_pred - target
+        error = ops.abs(difference) if self.kind == "mae" else difference * difference
+        batch = ops.cast(ops.shape(weights)[0], weights.dtype)
+        return ops.sum(weights * error, axis=1) * batch / ops.maximum(ops.sum(weights), 1e-12)
+
+    def get_config(self):
+        return {"kind": self.kind, "name": self.name}
+
+
+
+@dataclass
+class Augmentation:
+    """On-the-fly corruption of training images, drawn with the simulator's own operators.
+
+    Applied in the order of the forward model, each only when switched on:
+
+    ``rotate``
+        in-plane rotation by a uniform angle, pose updated to ``q ⊗ q_z(α)`` (exact; see
+        :func:`cryoposes.imaging.rotate_in_plane`);
+    ``shift``
+        shifts uniform in the disk of ``shift`` pixels
+        (:func:`cryoposes.simulation.random_shifts`, :func:`cryoposes.imaging.shift_images`);
+    ``ctf``
+        a CTF drawn from :data:`cryoposes.simulation.CTF_RANGES` (:func:`~cryoposes.simulation.random_ctf`)
+        at ``pixel_size`` Å;
+    ``snr_db``
+        white Gaussian noise at this SNR in dB (:func:`cryoposes.imaging.add_noise`).
+
+    Calling it on images (B, L, L), poses (B, 4) and a :class:`numpy.random.Generator` returns
+    the corrupted images (B, L, L) float32 and their poses (B, 4).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes.training import Augmentation
+    >>> images, poses = np.ones((3, 16, 16), np.float32), np.tile([1.0, 0, 0, 0], (3, 1))
+    >>> noisy, same = Augmentation(snr_db=0.0)(images + np.arange(16), poses, np.random.default_rng(0))
+    >>> noisy.shape, bool(np.all(same == poses))
+    ((3, 16, 16), True)
+    """
+
+    rotate: bool = False
+    shift: float = 0.0
+    ctf: bool = False
+    pixel_size: float = 1.0
+    snr_db: float | None = None
+
+    def __call__(self, images, quaternions, rng):
+        images = np.asarray(images, dtype=np.float32)
+        quaternions = np.asarray(quaternions, dtype=float)
+        count = len(images)
+        if self.rotate:
+            images, quaternions = imaging.rotate_in_plane(images, quaternions, rng.uniform(0, 2 * np.pi, count))
+        if self.shift > 0:
+            images = imaging.shift_images(images, simulation.random_shifts(count, self.shift, rng))
+        if self.ctf:
+            images = imaging.apply_ctf(images, simulation.random_ctf(count, rng), self.pixel_size)
+        if self.snr_db is not None:
+            images = imaging.add_noise(images, self.snr_db, rng)
+        return np.asarray(images, dtype=np.float32), quaternions
+
+
+def flat_histogram_weights(quaternions, bins: int = 32, pairs: int = 200_000, seed: int = 0):
+    """Function d_q ↦ weight that flattens the histogram of d_q over pairs of ``quaternions``.
+
+    The histogram is estimated from ``pairs`` random pairs; weights are 1 / frequency of the
+    bin, normalised to mean 1 over the pairs (empty bins get the largest weight seen).
+    """
+    quaternions = np.asarray(quaternions, dtype=float)
+    rng = np.random.default_rng(seed)
+    first = rng.integers(0, len(quaternions), pairs)
+    second = rng.integers(0, len(quaternions), pairs)
+    keep = first != second
+    distances = rotations.geodesic_distance(quaternions[first[keep]], quaternions[second[keep]])
+    counts, edges = np.histogram(distances, bins=bins, range=(0.0, np.pi))
+    frequency = counts / max(counts.sum(), 1)
+    weights = np.where(counts > 0, 1.0 / np.maximum(frequency, 1e-300), 0.0)
+    weights[counts == 0] = weights.max() if np.any(counts > 0) else 1.0
+    weights /= np.sum(weights * frequency)
+
+    def weight(d):
+        index = np.clip(np.digitize(d, edges) - 1, 0, bins - 1)
+        return weights[index]
+
+    return weight
+
+
+class PairBatches(keras.utils.PyDataset):
+    """Batches ``(images (B, L, L, 1), [q | W] (B, 4 + B))`` for all-pairs training.
+
+    Shuffled each epoch (drop-last, so every step has the same shape); augmentation and the
+    shuffle are seeded by ``(seed, epoch, batch)``, so a batch is a pure function of its epoch
+    and index (``epoch`` is set by :func:`train` at the start of each epoch). ``sampling``: ``all`` pairs i ≠ j;
+    ``fraction``: a fixed random ``pair_fraction`` of the pairs of the whole set (the paper's
+    1%), restricted to each batch; ``flat``: weights flattening the d_q histogram.
+    """
+
+    def __init__(self, images, quaternions, batch_size: int = 64, seed: int = 0,
+                 augmentation: Augmentation | None = None, sampling: str = "all",
+                 pair_fraction: float = 0.01, shuffle: bool = True):
+        super().__init__(workers=1, use_multiprocessing=False)
+        if sampling not in SAMPLINGS:
+            raise ValueError(f"unknown sampling {sampling!r}; choose one of {SAMPLINGS}")
+        self.images = np.asarray(images, dtype=np.float32)
+        self.quaternions = np.asarray(quaternions, dtype=np.float64)
+        if len(self.images) < 2:
+            raise ValueError(f"need at least 2 images to form pairs, got {len(self.images)}")
+        self.batch_size = int(min(batch_size, len(self.images)))
+        self.seed = int(seed)
+        self.augmentation = augmentation or Augmentation()
+        self.sampling = sampling
+        self.shuffle = shuffle
+        self.epoch = 0
+        if sampling == "fraction":
+            if not 0 < pair_fraction <= 1:
+                raise ValueError(f"pair fraction must be in (0, 1], got {pair_fraction}")
+            rng = np.random.default_rng([self.seed, 7])
+            upper = np.triu(rng.random((len(self.images),) * 2) < pair_fraction, 1)
+            self.pair_mask = upper | upper.T
+        if sampling == "flat":
+            self.flat_weight = flat_histogram_weights(self.quaternions, seed=self.seed)
+
+    def __len__(self):
+        return len(self.images) // self.batch_size
+
+    def batch_indices(self, index: int):
+        order = (np.random.default_rng([self.seed, self.epoch]).permutation(len(self.images))
+                 if self.shuffle else np.arange(len(self.images)))
+        return order[index * self.batch_size:(index + 1) * self.batch_size]
+
+    def __getitem__(self, index):
+        chosen = self.batch_indices(index)
+        rng = np.random.default_rng([self.seed, self.epoch if self.shuffle else 0, index, 1])
+        images, quaternions = self.augmentation(self.images[chosen], self.quaternions[chosen], rng)
+        weights = 1.0 - np.eye(len(chosen))
+        if self.sampling == "fraction":
+            weights *= self.pair_mask[np.ix_(chosen, chosen)]
+        elif self.sampling == "flat":
+            weights *= self.flat_weight(rotations.pairwise_geodesic_distances(quaternions))
+        target = np.concatenate([quaternions, weights], axis=1).astype(np.float32)
+        return images[..., None], target
+
+
+def split_indices(n: int, fractions=None, seed: int = 0) -> dict:
+    """Disjoint random train / validation / test image indices (sorted int arrays).
+
+    ``fractions`` (train, validation) default to the paper's 2,512 / 838 of 5,000; the rest is
+    test (1,650 of 5,000).
+    """
+    if fractions is None:
+        fractions = (PAPER_SPLIT[0] / sum(PAPER_SPLIT), PAPER_SPLIT[1] / sum(PAPER_SPLIT))
+    train_fraction, validation_fraction = fractions
+    if train_fraction <= 0 or validation_fraction <= 0 or train_fraction + validation_fraction >= 1:
+        raise ValueError(f"split fractions must be positive and sum below 1, got {fractions}")
+    order = np.random.default_rng([seed, 3]).permutation(n)
+    n_train = int(round(train_fraction * n))
+    n_validation = int(round(validation_fraction * n))
+    if n_train < 2 or n_validation < 2 or n - n_train - n_validation < 2:
+        raise ValueError(f"{n} images are too few to split into train/validation/test sets")
+    return {
+        "train": np.sort(order[:n_train]),
+        "validation": np.sort(order[n_train:n_train + n_validation]),
+        "test": np.sort(order[n_train + n_validation:]),
+    }
+
+
+@dataclass
+class TrainingConfig:
+    """Settings of :func:`train` (all saved in the model's metadata)."""
+
+    embedding: int = 64
+    head: str = "rotation"
+    loss: str = "mae"
+    filters: tuple = (16, 32, 64, 128)
+    normalization: str = "batch"
+    crop: int | None = None
+    input_size: int | None = None
+    epochs: int = 20
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    schedule: str = "cosine"
+    sampling: str = "all"
+    pair_fraction: float = 0.01
+    patience: int = 10
+    seed: int = 0
+    augmentation: Augmentation = field(default_factory=Augmentation)
+
+
+def recompute_batch_statistics(model: SiameseDistance, batches: PairBatches, passes: int = 40):
+    """Refresh the BatchNorm evaluation statistics with training-mode passes over ``batches``
+    (no weight change): after ``passes`` batches the statistics from before weigh 0.9^passes."""
+    if model.normalization != "batch":
+        return
+    for step in range(passes):
+        images, _ = batches[step % len(batches)]
+        model.embed(images, training=True)
+
+
+def set_seed(seed: int):
+    """Seed Python, NumPy and the backend.
+
+    TensorFlow's ``enable_op_determinism`` is *not* switched on: it is process-wide and
+    irreversible, and it turns off XLA for every later model (orientation recovery in the same
+    process ran ~5× slower). CPU kernels are deterministic without it (tested:
+    same seed → same weights, and a resumed run equals an uninterrupted one).
+    """
+    keras.utils.set_random_seed(int(seed))
+
+
+class _History(keras.callbacks.Callback):
+    """Losses per epoch, kept in ``directory/history.json`` too so a resumed run keeps the
+    epochs trained before the interruption."""
+
+    def __init__(self, directory=None):
+        super().__init__()
+        self.path = None if directory is None else os.path.join(os.fspath(directory), "history.json")
+        self.epochs = {}
+        if self.path is not None and os.path.exists(self.path):
+            with open(self.path) as handle:
+                self.epochs = {int(k): v for k, v in json.load(handle).items()}
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs[epoch] = {key: float(value) for key, value in (logs or {}).items()}
+        if self.path is not None and os.path.isdir(os.path.dirname(self.path)):
+            with open(self.path, "w") as handle:
+                json.dump(self.epochs, handle)
+
+    def as_lists(self) -> dict:
+        ordered = [self.epochs[epoch] for epoch in sorted(self.epochs)]
+        keys = sorted({key for logs in ordered for key in logs})
+        return {key: [logs.get(key, float("nan")) for logs in ordered] for key in keys}
+
+
+class _BestWeights(keras.callbacks.Callback):
+    """Keeps the weights of the epoch with the lowest validation loss and restores them at the
+    end; with a ``directory`` they are kept on disk too, so that a resumed run restores the best
+    epoch of the whole run, not only of its own part (Keras' EarlyStopping forgets that)."""
+
+    def __init__(self, directory=None):
+        super().__init__()
+        self.directory = None if directory is None else os.fspath(directory)
+        self.best = math.inf
+        self.weights = None
+        if self.directory is not None and os.path.exists(self._path("best.json")):
+            with open(self._path("best.json")) as handle:
+                self.best = json.load(handle)["val_loss"]
+
+    def _path(self, name):
+        return os.path.join(self.directory, name)
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get("val_loss", math.inf)
+        if value < self.best:
+            self.best = value
+            self.weights = self.model.get_weights()
+            if self.directory is not None and os.path.isdir(self.directory):
+                self.model.save_weights(self._path("best.weights.h5"))
+                with open(self._path("best.json"), "w") as handle:
+                    json.dump({"val_loss": value, "epoch": epoch}, handle)
+
+    def on_train_end(self, logs=None):
+        if self.weights is not None:
+            self.model.set_weights(self.weights)
+        elif self.directory is not None and os.path.exists(self._path("best.weights.h5")):
+            self.model.load_weights(self._path("best.weights.h5"))
+
+
+def train(images, quaternions, split: dict | None = None, config: TrainingConfig | None = None,
+          backup_dir=None, progress: bool = True, metadata: dict | None = None, initial=None):
+    """Train a :class:`SiameseDistance` on the train images, validating on the validation ones.
+
+    ``split`` maps "train"/"validation"/"test" to indices into ``images`` (default
+    :func:`split_indices` with the seed). With ``backup_dir``, training resumes from the last
+    finished epoch after an interruption (Keras ``BackupAndRestore``); the directory is
+    kept (with the losses and the best weights so far) and is the caller's to remove. Training
+    stops early after ``patience`` epochs without a lower validation loss (the count restarts
+    on resume) and ends with the weights of the best epoch. Returns the model; its ``metadata``
+    holds the config, split and loss history.
+
+    ``initial`` (a model or a ``.keras`` path) starts from that model's weights instead of a
+    random initialisation: fine-tuning, e.g. a network trained on clean images continued on
+    noisy ones (a curriculum: it learns the poses first, then to see them through the noise).
+    It must have the same architecture and have been trained on the same split of the same
+    images, or its "test" images would not be unseen.
+    """
+    config = config or TrainingConfig()
+    images = np.asarray(images, dtype=np.float32)
+    quaternions = np.asarray(quaternions, dtype=np.float64)
+    if images.ndim != 3 or images.shape[1] != images.shape[2]:
+        raise ValueError(f"images must be shaped (N, L, L), got {images.shape}")
+    if quaternions.shape != (len(images), 4):
+        raise ValueError(f"need one quaternion per image: got {quaternions.shape} for {len(images)} images")
+    if config.loss not in LOSSES:
+        raise ValueError(f"unknown loss {config.loss!r}; choose one of {LOSSES}")
+    if config.epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {config.epochs}")
+    split = split_indices(len(images), seed=config.seed) if split is None else split
+    set_seed(config.seed)
+    settings = asdict(config)
+    model = SiameseDistance(images.shape[1], config.embedding, config.head, config.filters,
+                            config.normalization, crop=config.crop, input_size=config.input_size,
+                            metadata={**(metadata or {}), "config": settings,
+                                      "split": {k: np.asarray(v).tolist() for k, v in split.items()}})
+    model(np.zeros((2, images.shape[1], images.shape[1], 1), np.float32))  # build (BackupAndRestore needs it)
+    if initial is not None:
+        _start_from(model, as_model(initial), split)
+    if config.schedule not in ("cosine", "constant"):
+        raise ValueError(f"unknown learning-rate schedule {config.schedule!r}; choose cosine or constant")
+    learning_rate = config.learning_rate
+    if config.schedule == "cosine":  # anneal to 1% over the planned steps
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            config.learning_rate, config.epochs * (len(split["train"]) // min(config.batch_size, len(split["train"]))),
+            alpha=0.01)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss=PairDistanceLoss(config.loss))
+    training = PairBatches(images[split["train"]], quaternions[split["train"]], config.batch_size,
+                           config.seed, config.augmentation, config.sampling, config.pair_fraction)
+    # Validation sees the same noise/CTF/shifts as training (fixed per batch), no rotation.
+    validation_augmentation = dataclasses.replace(config.augmentation, rotate=False)
+    validation = PairBatches(images[split["validation"]], quaternions[split["validation"]],
+                             config.batch_size, config.seed + 1, validation_augmentation,
+                             shuffle=False)
+    history = _History(backup_dir)
+    callbacks = [
+        keras.callbacks.EarlyStopping(patience=config.patience),
+        _BestWeights(backup_dir),
+        EpochSync(training),
+        history,
+    ]
+    if progress:
+        callbacks.append(ProgressBar(config.epochs, "train-distance"))
+    if backup_dir is not None:
+        callbacks.insert(0, keras.callbacks.BackupAndRestore(os.fspath(backup_dir)))
+    model.fit(training, validation_data=validation, epochs=config.epochs,
+              callbacks=callbacks, shuffle=False, verbose=0)
+    recompute_batch_statistics(model, training)
+    model.metadata["history"] = history.as_lists()
+    return model
+
+
+def _start_from(model: SiameseDistance, initial: SiameseDistance, split: dict):
+    """Copy ``initial``'s weights into ``model`` after checking they are compatible."""
+    architecture = ("image_size", "crop", "input_size", "embedding", "head", "filters", "normalization")
+    different = [name for name in architecture if getattr(model, name) != getattr(initial, name)]
+    if different:
+        raise InputError("the initial model has another architecture: "
+                         + ", ".join(f"{name} {getattr(initial, name)} ≠ {getattr(model, name)}" for name in different))
+    initial_split = initial.metadata.get("split")
+    if initial_split is None or any(sorted(initial_split.get(key, [])) != sorted(np.asarray(value).tolist())
+                                    for key, value in split.items()):
+        raise InputError("the initial model was trained on another image split: its test images would "
+                         "not be unseen (train it on the same dataset with the same seed and split)")
+    model.set_weights(initial.get_weights())
+    model.metadata["initial"] = {key: initial.metadata.get(key) for key in ("config", "history")}
