@@ -7,7 +7,8 @@ the executed notebooks with Jupyter Book (which itself executes nothing).
 
 Layout: a chapter is the MyST markdown notebook ``book/<stem>.md`` (the only tracked source).
 It is converted with jupytext, executed by papermill (working directory: the repository root)
-into ``book/_executed/<stem>.ipynb``, which is what ``_toc.yml`` lists. A profile
+into ``book/_executed/<stem>.ipynb``, which is what ``_toc.yml`` lists; a page of ``book/``
+with no code cells (the API reference) is listed as ``book/<name>`` and built as it is. A profile
 ``book/profiles/<name>.yml`` maps a chapter stem to the papermill parameters for it; every name
 must be assigned in that chapter's cell tagged ``parameters``, with a value of the same type,
 or the build stops before executing anything. A chapter that raises stops the build (its
@@ -41,7 +42,8 @@ class BookError(Exception):
 
 
 def toc_chapters(root: Path = ROOT) -> list[str]:
-    """Stems of the chapters listed in ``_toc.yml``, in reading order."""
+    """Stems of the executed chapters listed in ``_toc.yml``, in reading order (reference pages
+    of ``book/`` without code cells are listed there too, and built as they are)."""
     toc = yaml.safe_load((root / "_toc.yml").read_text())
     files = []
 
@@ -59,10 +61,18 @@ def toc_chapters(root: Path = ROOT) -> list[str]:
     stems = []
     for file in files:
         path = Path(file)
+        if path.parent == Path("book") and _is_reference_page(root / f"{file}.md"):
+            continue
         if path.parent != EXECUTED:
-            raise BookError(f"_toc.yml entry {file!r}: chapters must be listed as {EXECUTED}/<stem>")
+            raise BookError(f"_toc.yml entry {file!r}: chapters must be listed as {EXECUTED}/<stem> "
+                            f"(or be a page of book/ with no code cells)")
         stems.append(path.stem)
     return stems
+
+
+def _is_reference_page(page: Path) -> bool:
+    """A page of the book built as it is, with nothing to execute (the API reference)."""
+    return page.is_file() and "{code-cell}" not in page.read_text()
 
 
 def parameter_defaults(chapter: Path) -> dict:

@@ -44,7 +44,36 @@ class Alignment:
 
     The transform is ``q ↦ left ⊗ f(q) ⊗ right`` where ``f`` is the identity, or, if
     ``flipped``, the handedness flip :func:`cryoposes.rotations.mirror` (``kind="physical"``) or
-    the conjugate ``q̄`` (``kind="o4"``). Physical alignments have ``right`` = identity.
+    the conjugate ``q̄`` (``kind="o4"``). Made by :func:`align_physical` and :func:`align_o4`.
+
+    Attributes
+    ----------
+    kind : str
+        ``"physical"`` or ``"o4"``.
+    left : numpy.ndarray
+        (4,) unit quaternion ``(w, x, y, z)``.
+    right : numpy.ndarray
+        (4,) unit quaternion; the identity for physical alignments.
+    flipped : bool
+        Whether ``f`` is the flip rather than the identity.
+    symmetry : str
+        Point group the errors allow for, e.g. ``"C1"`` or ``"D2"``.
+    aligned : numpy.ndarray
+        (N, 4) the transformed estimates, in canonical form.
+    errors : numpy.ndarray
+        (N,) geodesic error of each aligned pose, in degrees.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes.alignment import align_physical
+    >>> from cryoposes.rotations import mirror, random_quaternions
+    >>> truth = random_quaternions(20, rng=0)
+    >>> result = align_physical(truth, mirror(truth))
+    >>> result.kind, result.flipped, result.errors.shape, round(result.mean, 2)
+    ('physical', True, (20,), 0.0)
+    >>> bool(np.allclose(result.apply(mirror(truth)), result.aligned))
+    True
     """
 
     kind: str
@@ -66,7 +95,18 @@ class Alignment:
         return float(np.median(self.errors))
 
     def apply(self, quaternions):
-        """Map other estimates (same frame as the aligned ones) through this transform."""
+        """Map other estimates (in the frame of the aligned ones) through this transform.
+
+        Parameters
+        ----------
+        quaternions : array_like
+            (..., 4) unit quaternions ``(w, x, y, z)``.
+
+        Returns
+        -------
+        numpy.ndarray
+            (..., 4) transformed quaternions, in canonical form.
+        """
         q = np.asarray(quaternions, dtype=float)
         if self.flipped:
             q = rotations.mirror(q) if self.kind == "physical" else rotations.quaternion_conjugate(q)
@@ -74,7 +114,14 @@ class Alignment:
         return rotations.canonical(moved)
 
     def summary(self) -> dict:
-        """Plain numbers, for printing or JSON."""
+        """Plain numbers, for printing or JSON.
+
+        Returns
+        -------
+        dict
+            ``kind``, ``flipped``, ``symmetry``, ``mean_deg``, ``median_deg``, and ``left`` and
+            ``right`` as lists of four floats.
+        """
         return {
             "kind": self.kind,
             "flipped": bool(self.flipped),
@@ -247,19 +294,84 @@ def _align(q_true, q_est, kind, symmetry, refine, seed):
 
 
 def align_physical(q_true, q_est, symmetry: str = "C1", refine: int = 5, seed: int = 0) -> Alignment:
-    """Align estimates to the truth by one global rotation ``g ⊗ q̂`` of the molecule, with or
-    without the handedness flip ``J·R̂·J``: the gauge a reconstruction cannot see.
+    """Align estimates to the truth by one rotation of the molecule, with or without a flip.
 
-    ``symmetry`` (e.g. ``"D2"``) lets each pose match any symmetry copy ``s ⊗ q`` of its true
-    pose, in the fit and in the errors. ``refine`` bounds the reweighted steps after the closed
-    form; ``seed`` picks the poses tried as starts for symmetric molecules.
+    The transform is ``q̂ ↦ g ⊗ q̂`` or ``g ⊗ mirror(q̂)`` (poses ``G·R̂`` or ``G·J·R̂·J``): the
+    gauge that a reconstruction cannot see, so these errors are the ones that matter.
+
+    Parameters
+    ----------
+    q_true, q_est : array_like
+        (N, 4) true and estimated unit quaternions ``(w, x, y, z)``.
+    symmetry : str, optional
+        Point group, e.g. ``"D2"``: each pose may then match any symmetry copy ``s ⊗ q`` of its
+        true pose, in the fit and in the errors. Default ``"C1"``.
+    refine : int, optional
+        Most reweighted steps after the closed form (0: closed form only).
+    seed : int, optional
+        Picks the poses tried as starts for symmetric molecules.
+
+    Returns
+    -------
+    Alignment
+        ``kind="physical"``, ``right`` the identity.
+
+    Raises
+    ------
+    ValueError
+        If the poses are not two (N, 4) arrays of unit quaternions with the same N ≥ 1.
+    cryoposes.errors.InputError
+        If ``symmetry`` is unknown.
+
+    Examples
+    --------
+    >>> from cryoposes.alignment import align_physical
+    >>> from cryoposes.rotations import quaternion_multiply, random_quaternions
+    >>> truth = random_quaternions(100, rng=0)
+    >>> estimate = quaternion_multiply(random_quaternions(1, rng=1), truth)  # molecule rotated
+    >>> result = align_physical(truth, estimate)
+    >>> result.errors.shape, result.flipped, round(result.mean, 2)
+    ((100,), False, 0.0)
     """
     return _align(q_true, q_est, "physical", symmetry, refine, seed)
 
 
 def align_o4(q_true, q_est, symmetry: str = "C1", refine: int = 5, seed: int = 0) -> Alignment:
-    """Align estimates to the truth over all of O(4), ``a ⊗ q̂ ⊗ b`` or ``a ⊗ q̂̄ ⊗ b``: the gauge
-    pairwise distances cannot see (the 2021 paper's scoring)."""
+    """Align estimates to the truth over all of O(4): ``a ⊗ q̂ ⊗ b`` or ``a ⊗ q̂̄ ⊗ b``.
+
+    This is the gauge pairwise distances cannot see (the 2021 paper's scoring): the fair score
+    of a recovery from distances alone, but a small O(4) error can hide a large physical one.
+
+    Parameters
+    ----------
+    q_true, q_est : array_like
+        (N, 4) true and estimated unit quaternions ``(w, x, y, z)``.
+    symmetry, refine, seed
+        As for :func:`align_physical`.
+
+    Returns
+    -------
+    Alignment
+        ``kind="o4"``; ``flipped`` means the estimates were conjugated.
+
+    Raises
+    ------
+    ValueError
+        If the poses are not two (N, 4) arrays of unit quaternions with the same N ≥ 1.
+    cryoposes.errors.InputError
+        If ``symmetry`` is unknown.
+
+    Examples
+    --------
+    >>> from cryoposes.alignment import align_o4
+    >>> from cryoposes.rotations import quaternion_conjugate, quaternion_multiply, random_quaternions
+    >>> truth = random_quaternions(100, rng=0)
+    >>> a, b = random_quaternions(2, rng=1)
+    >>> estimate = quaternion_multiply(quaternion_multiply(a, quaternion_conjugate(truth)), b)
+    >>> result = align_o4(truth, estimate)
+    >>> result.errors.shape, result.flipped, round(result.mean, 2)
+    ((100,), True, 0.0)
+    """
     return _align(q_true, q_est, "o4", symmetry, refine, seed)
 
 
@@ -274,15 +386,43 @@ def _pair_sample(n, max_pairs, rng):
 
 
 def seed_losses(q_true, q_est, targets=None, max_pairs: int = 2_000_000, seed: int = 0) -> dict:
-    """The seed report's losses, as means (its printed values are means, in radians):
+    """The seed report's losses (its Eqs. 6–8), as means, in radians.
 
-    * ``eq6`` — recovery loss: mean of (d_target − d_q(q̂ᵢ, q̂ⱼ))² over pairs (needs ``targets``,
-      an N×N matrix or a callable ``targets(i, j)``);
-    * ``eq7`` — ground-truth loss: mean of (d_q(qᵢ, qⱼ) − d_q(q̂ᵢ, q̂ⱼ))² over pairs;
-    * ``eq8`` — rotation loss: mean d_q(qᵢ, g ⊗ q̂ᵢ) after the best global rotation ``g``
-      (radians; :func:`align_physical`).
+    Its printed values are means. Pairs ``i ≠ j`` are all of them up to ``max_pairs``, else
+    that many drawn at random.
 
-    Pairs ``i ≠ j``: all of them up to ``max_pairs``, else that many drawn at random (``seed``).
+    Parameters
+    ----------
+    q_true, q_est : array_like
+        (N, 4) true and estimated unit quaternions ``(w, x, y, z)``.
+    targets : array_like or callable, optional
+        Target distances: an N×N matrix, or ``targets(i, j)`` for index arrays.
+    max_pairs : int, optional
+        Most pairs used.
+    seed : int, optional
+        Seed of the pair sample.
+
+    Returns
+    -------
+    dict
+        ``"eq7"``, the ground-truth loss: mean of (d_q(qᵢ, qⱼ) − d_q(q̂ᵢ, q̂ⱼ))² over pairs;
+        ``"eq8"``, the rotation loss: mean d_q(qᵢ, g ⊗ q̂ᵢ) after the best global rotation ``g``
+        (:func:`align_physical`); with ``targets``, ``"eq6"``, the recovery loss: mean of
+        (d_target − d_q(q̂ᵢ, q̂ⱼ))² over pairs.
+
+    Raises
+    ------
+    ValueError
+        If the poses are not two (N, 4) arrays of unit quaternions with the same N ≥ 1.
+
+    Examples
+    --------
+    >>> from cryoposes.alignment import seed_losses
+    >>> from cryoposes.rotations import pairwise_geodesic_distances, random_quaternions
+    >>> truth = random_quaternions(50, rng=0)
+    >>> losses = seed_losses(truth, truth, targets=pairwise_geodesic_distances(truth))
+    >>> sorted(losses), round(losses["eq7"], 6)
+    (['eq6', 'eq7', 'eq8'], 0.0)
     """
     q_true, q_est = _check_pair(q_true, q_est)
     i, j = _pair_sample(len(q_true), max_pairs, np.random.default_rng(seed))

@@ -17,6 +17,24 @@ def _verbs():
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``cryoposes`` argument parser: one sub-command per module of :mod:`cryoposes.commands`.
+
+    The module ``train_distance`` becomes the verb ``train-distance``: its docstring is the help,
+    its ``add_arguments(parser)`` declares the options and its ``main(args)`` runs it. Parsed
+    arguments carry ``run`` (that ``main``) and ``command_parser`` (the verb's parser).
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The parser; ``parse_args`` exits with status 2 on a usage error.
+
+    Examples
+    --------
+    >>> from cryoposes.cli import build_parser
+    >>> args = build_parser().parse_args(["simulate", "5j0n", "-n", "10", "--size", "32", "--seed", "0", "-o", "out"])
+    >>> args.verb, args.n, args.size, args.snr_db
+    ('simulate', 10, 32, None)
+    """
     parser = argparse.ArgumentParser(prog="cryoposes", description=__doc__)
     parser.add_argument("--version", action="version", version=f"cryoposes {cryoposes.__version__}")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -30,6 +48,41 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run the ``cryoposes`` command line.
+
+    The user's bad input (:class:`~cryoposes.errors.InputError`, ``FileNotFoundError``) prints
+    the usage and the message and exits with status 2; any other exception is a fault in
+    cryoposes and keeps its traceback (exit status 1).
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments after ``cryoposes``; default ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        The verb's exit status, 0 on success.
+
+    Raises
+    ------
+    SystemExit
+        Status 2 on a usage error or bad input; status 0 after ``--help`` or ``--version``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from cryoposes.cli import main
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     status = main(["simulate", "5j0n", "-n", "2", "--size", "16", "--seed", "0", "--quiet",
+    ...                    "-o", f"{folder}/data"])  # doctest: +ELLIPSIS
+    wrote 2 particles of 5j0n (16×16 px, ... Å/px) to .../data/particles.mrcs and .../data/particles.star
+    >>> status
+    0
+    >>> main(["evaluate", "no-such.star", "no-such-either.star"])
+    Traceback (most recent call last):
+    SystemExit: 2
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -31,7 +31,31 @@ CACHE_ENV = "CRYOPOSES_CACHE"
 
 @dataclass(frozen=True)
 class Protein:
-    """A molecule the package knows by name."""
+    """A molecule the package knows by name: an entry of :data:`PROTEINS`.
+
+    Attributes
+    ----------
+    name : str
+        Lower-case name, the registry key (a PDB or map id such as ``"5j0n"``).
+    filename : str
+        File name in the data folder and the cache.
+    url : str
+        Public address the file is downloaded from.
+    sha256 : str
+        SHA-256 of the file, checked on download.
+    kind : str
+        ``"map"`` (a density map) or ``"model"`` (an atomic model turned into a map with gemmi).
+    symmetry : str
+        Point group, such as ``"C1"`` or ``"D2"``.
+    description : str
+        One line about the molecule.
+
+    Examples
+    --------
+    >>> from cryoposes.data import PROTEINS
+    >>> PROTEINS["5a1a"].kind, PROTEINS["5a1a"].symmetry
+    ('model', 'D2')
+    """
 
     name: str
     filename: str
@@ -44,6 +68,7 @@ class Protein:
 
 _RCSB = "https://files.rcsb.org/download/"
 
+#: The known proteins, by lower-case name.
 PROTEINS: dict[str, Protein] = {
     protein.name: protein
     for protein in [
@@ -90,7 +115,30 @@ PROTEINS: dict[str, Protein] = {
 
 
 def get_protein(name: str) -> Protein:
-    """The registry entry of ``name`` (case-insensitive), or a ValueError listing the known ones."""
+    """The registry entry of a protein name, case-insensitive.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`PROTEINS`, in any case, surrounding spaces ignored.
+
+    Returns
+    -------
+    Protein
+        The registry entry.
+
+    Raises
+    ------
+    cryoposes.errors.InputError
+        If the name is unknown; the message lists the known ones (a subclass of ValueError).
+
+    Examples
+    --------
+    >>> from cryoposes.data import get_protein
+    >>> protein = get_protein("5J0N")
+    >>> protein.name, protein.kind, protein.filename
+    ('5j0n', 'map', '5j0n.mrc')
+    """
     key = str(name).strip().lower()
     if key not in PROTEINS:
         raise InputError(f"unknown protein {name!r}; known proteins: {', '.join(sorted(PROTEINS))}")
@@ -98,12 +146,57 @@ def get_protein(name: str) -> Protein:
 
 
 def cache_dir() -> Path:
-    """The download cache folder."""
+    """The download cache folder: ``CRYOPOSES_CACHE`` if set, else ``pooch.os_cache("cryoposes")``.
+
+    Returns
+    -------
+    pathlib.Path
+        The folder (not created here).
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> from cryoposes.data import cache_dir
+    >>> isinstance(cache_dir(), Path)
+    True
+    """
     return Path(os.environ.get(CACHE_ENV) or pooch.os_cache("cryoposes"))
 
 
 def protein_path(name: str, path: str | os.PathLike | None = None, download: bool = True) -> Path:
-    """Local path of the file of protein ``name``, downloading it if needed (see module doc)."""
+    """Local path of the file of protein ``name``, downloading it if needed.
+
+    Looks at ``path``, then the folder named by ``CRYOPOSES_DATA``, then the cache (if its copy
+    has the right SHA-256), and last downloads into the cache (see the module docstring).
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`PROTEINS`, in any case.
+    path : str or os.PathLike, optional
+        An explicit file to use instead.
+    download : bool, optional
+        Download a missing file; if False, raise instead.
+
+    Returns
+    -------
+    pathlib.Path
+        The file.
+
+    Raises
+    ------
+    cryoposes.errors.InputError
+        If the name is unknown.
+    FileNotFoundError
+        If ``path`` is not a file, or no local copy exists and the download is off or fails.
+
+    Examples
+    --------
+    >>> from cryoposes.data import protein_path
+    >>> protein_path("5j0n", download=False).name  # found in CRYOPOSES_DATA or the cache
+    '5j0n.mrc'
+    """
+
     protein = get_protein(name)
     if path is not None:
         path = Path(path)

@@ -153,7 +153,35 @@ def rotate_in_plane(images, quaternions, angles):
 
 
 def shift_images(images, shifts) -> np.ndarray:
-    """Images moved by ``shifts`` (N, 2) = (t_x, t_y) pixels each, as float32 (periodic)."""
+    """Images moved by sub-pixel shifts ``t``: ``out(r) = in(r − t)``, periodic.
+
+    A phase ramp in Fourier space; integer shifts equal :func:`numpy.roll`.
+
+    Parameters
+    ----------
+    images : array_like
+        (N, L, L), indexed ``[y, x]``.
+    shifts : array_like
+        (N, 2) shifts ``(t_x, t_y)`` in pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, L, L) float32.
+
+    Raises
+    ------
+    ValueError
+        If ``images`` is not a finite (N, L, L) stack or ``shifts`` not a finite (N, 2) array.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes.imaging import shift_images
+    >>> image = np.zeros((1, 8, 8)); image[0, 4, 4] = 1.0
+    >>> np.argwhere(shift_images(image, [[1.0, 2.0]])[0] > 0.5).tolist()  # [y, x]
+    [[6, 5]]
+    """
     images = _check_images(images)
     shifts = np.asarray(shifts, dtype=float)
     if shifts.shape != (len(images), 2):
@@ -179,17 +207,64 @@ def _wavelength(voltage_kv):
 
 
 def electron_wavelength(voltage_kv) -> float:
-    """Relativistic electron wavelength in Å at an accelerating voltage in kV (0.0197 Å at 300 kV)."""
+    """Relativistic electron wavelength in Å at an accelerating voltage in kV.
+
+    Parameters
+    ----------
+    voltage_kv : float
+        Accelerating voltage in kV.
+
+    Returns
+    -------
+    float
+        Wavelength in Å.
+
+    Raises
+    ------
+    ValueError
+        If the voltage is not positive.
+
+    Examples
+    --------
+    >>> from cryoposes.imaging import electron_wavelength
+    >>> round(electron_wavelength(300), 4)
+    0.0197
+    """
     return float(_wavelength(_positive(voltage_kv, "voltage (kV)")))
 
 
 @dataclass
 class CTFParameters:
-    """CTF parameters, scalars or one value per particle (arrays of shape (N,)).
+    """CTF parameters, scalars shared by all particles or one value per particle.
 
-    ``defocus_u``/``defocus_v``: defocus along the major/minor axis in Å (positive = underfocus);
-    ``defocus_angle``: angle of the u axis from the image x axis, degrees; ``voltage`` in kV,
-    ``spherical_aberration`` in mm, ``amplitude_contrast`` a fraction in [0, 1).
+    Each field is stored as a float array of shape () or (N,); ``len`` gives N.
+
+    Attributes
+    ----------
+    defocus_u : numpy.ndarray
+        Defocus along the major axis in Å, positive = underfocus.
+    defocus_v : numpy.ndarray
+        Defocus along the minor axis in Å.
+    defocus_angle : numpy.ndarray
+        Angle of the u axis from the image x axis, in degrees.
+    voltage : numpy.ndarray
+        Accelerating voltage in kV.
+    spherical_aberration : numpy.ndarray
+        C_s in mm.
+    amplitude_contrast : numpy.ndarray
+        A fraction in [0, 1).
+
+    Raises
+    ------
+    ValueError
+        If a value is not finite or out of range, or per-particle lengths differ.
+
+    Examples
+    --------
+    >>> from cryoposes.imaging import CTFParameters
+    >>> parameters = CTFParameters(defocus_u=[15000.0, 20000.0], defocus_v=[14000.0, 19000.0])
+    >>> len(parameters), parameters.voltage.shape, parameters.defocus_u.shape
+    (2, (), (2,))
     """
 
     defocus_u: np.ndarray | float
@@ -236,8 +311,32 @@ class CTFParameters:
 
 def ctf(frequency_x, frequency_y, defocus_u, defocus_v, defocus_angle=0.0, voltage=300.0,
         spherical_aberration=2.7, amplitude_contrast=0.1) -> np.ndarray:
-    """CTF (the module's formula) at spatial frequencies ``(frequency_x, frequency_y)`` in cycles
-    per Å; every argument broadcasts (units as in :class:`CTFParameters`)."""
+    """Contrast transfer function ``sin χ(k)`` at spatial frequencies ``(k_x, k_y)``.
+
+    The module docstring's formula (CTFFIND's, RELION's); every argument broadcasts.
+
+
+    Parameters
+    ----------
+    frequency_x, frequency_y : array_like
+        Spatial frequencies in cycles per Å.
+    defocus_u, defocus_v, defocus_angle, voltage, spherical_aberration, amplitude_contrast : array_like
+        Defocus (Å), its angle (degrees), voltage (kV), C_s (mm) and amplitude contrast, as in
+        :class:`CTFParameters`.
+
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, of the broadcast shape of the arguments.
+
+    Examples
+    --------
+    >>> from cryoposes.imaging import ctf
+    >>> values = ctf([0.0, 0.05], [0.0, 0.0], defocus_u=15000.0, defocus_v=15000.0)
+    >>> values.shape, round(float(values[0]), 3)
+    ((2,), 0.1)
+    """
     fx, fy = np.asarray(frequency_x, dtype=float), np.asarray(frequency_y, dtype=float)
     wavelength = _wavelength(voltage)
     k2 = fx**2 + fy**2
@@ -256,8 +355,39 @@ def ctf(frequency_x, frequency_y, defocus_u, defocus_v, defocus_angle=0.0, volta
 
 def ctf_images(size: int, pixel_size: float, parameters: CTFParameters, count: int | None = None,
                half: bool = False) -> np.ndarray:
-    """CTFs of ``count`` images of ``size × size`` pixels, float32 ``(count, size, size)``,
-    zero frequency at ``[size // 2, size // 2]``; with ``half`` on the ``rfft2`` grid instead."""
+    """CTFs of ``count`` images of ``size × size`` pixels on a frequency grid.
+
+    Parameters
+    ----------
+    size : int
+        Image side in pixels.
+    pixel_size : float
+        Pixel size in Å.
+    parameters : CTFParameters
+        Scalars or one value per image.
+    count : int, optional
+        Number of images (default ``len(parameters)``).
+    half : bool, optional
+        Sample the ``rfft2`` grid (to multiply a spectrum) instead of the centred one.
+
+    Returns
+    -------
+    numpy.ndarray
+        (count, size, size) float32, zero frequency at ``[size // 2, size // 2]``; with
+        ``half``, (count, size, size // 2 + 1).
+
+    Raises
+    ------
+    ValueError
+        If ``pixel_size`` is not positive or per-particle parameters lack ``count`` values.
+
+    Examples
+    --------
+    >>> from cryoposes.imaging import CTFParameters, ctf_images
+    >>> parameters = CTFParameters(defocus_u=15000.0, defocus_v=14000.0)
+    >>> ctf_images(8, 1.0, parameters, count=3).shape, ctf_images(8, 1.0, parameters, half=True).shape
+    ((3, 8, 8), (1, 8, 5))
+    """
     pixel_size = _positive(pixel_size, "pixel size (Å)")
     count = len(parameters) if count is None else count
     if half:
@@ -270,8 +400,35 @@ def ctf_images(size: int, pixel_size: float, parameters: CTFParameters, count: i
 
 
 def apply_ctf(images, parameters: CTFParameters, pixel_size: float) -> np.ndarray:
-    """Images convolved with their CTFs (spectra multiplied), float32; one parameter set per image
-    or scalars shared by all."""
+    """Images convolved with their CTFs: each spectrum multiplied by its CTF.
+
+    Parameters
+    ----------
+    images : array_like
+        (N, L, L), indexed ``[y, x]``.
+    parameters : CTFParameters
+        One value per image, or scalars shared by all.
+    pixel_size : float
+        Pixel size in Å.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, L, L) float32.
+
+    Raises
+    ------
+    ValueError
+        If ``images`` is not a finite (N, L, L) stack, ``pixel_size`` is not positive, or
+        per-particle parameters lack N values.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes.imaging import CTFParameters, apply_ctf
+    >>> apply_ctf(np.ones((2, 8, 8)), CTFParameters(15000.0, 14000.0), pixel_size=1.0).shape
+    (2, 8, 8)
+    """
     images = _check_images(images)
     size = images.shape[-1]
     transfer = ctf_images(size, pixel_size, parameters, count=len(images), half=True)
@@ -280,7 +437,29 @@ def apply_ctf(images, parameters: CTFParameters, pixel_size: float) -> np.ndarra
 
 
 def snr_to_db(snr) -> np.ndarray | float:
-    """Signal-to-noise ratio (variance ratio) in decibels, ``10·log10(snr)``."""
+    """Signal-to-noise ratio (a variance ratio) in decibels, ``10·log10(snr)``.
+
+    Parameters
+    ----------
+    snr : float or array_like
+        Signal variance over noise variance.
+
+    Returns
+    -------
+    numpy.ndarray
+        SNR in dB, shaped as ``snr``.
+
+    Raises
+    ------
+    ValueError
+        If any SNR is not positive.
+
+    Examples
+    --------
+    >>> from cryoposes.imaging import snr_to_db
+    >>> round(float(snr_to_db(1 / 16)), 2), snr_to_db([1.0, 10.0]).tolist()
+    (-12.04, [0.0, 10.0])
+    """
     snr = np.asarray(snr, dtype=float)
     if np.any(~(snr > 0)):
         raise ValueError(f"SNR must be positive, got {snr}")
@@ -288,7 +467,29 @@ def snr_to_db(snr) -> np.ndarray | float:
 
 
 def db_to_snr(snr_db) -> np.ndarray | float:
-    """Variance ratio of an SNR in decibels, ``10^(snr_db / 10)`` (−12 dB ≈ 1/16)."""
+    """Variance ratio of an SNR in decibels, ``10^(snr_db / 10)`` (−12 dB ≈ 1/16).
+
+    Parameters
+    ----------
+    snr_db : float or array_like
+        SNR in dB.
+
+    Returns
+    -------
+    numpy.ndarray
+        Signal variance over noise variance, shaped as ``snr_db``.
+
+    Raises
+    ------
+    ValueError
+        If any value is not finite.
+
+    Examples
+    --------
+    >>> from cryoposes.imaging import db_to_snr
+    >>> round(float(db_to_snr(-12.04)), 4), db_to_snr([0.0, 10.0]).tolist()
+    (0.0625, [1.0, 10.0])
+    """
     snr_db = np.asarray(snr_db, dtype=float)
     if not np.all(np.isfinite(snr_db)):
         raise ValueError(f"SNR in dB must be finite, got {snr_db}")
@@ -296,7 +497,33 @@ def db_to_snr(snr_db) -> np.ndarray | float:
 
 
 def noise_variance(images, snr_db: float) -> float:
-    """Noise variance giving ``snr_db``: the variance of the clean stack over the SNR."""
+    """Noise variance giving ``snr_db``: the variance of the clean stack over the SNR.
+
+    Parameters
+    ----------
+    images : array_like
+        (N, L, L) clean images.
+    snr_db : float
+        Target SNR in dB.
+
+    Returns
+    -------
+    float
+        Noise variance σ².
+
+    Raises
+    ------
+    ValueError
+        If ``images`` is not a finite (N, L, L) stack, or is constant.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes.imaging import noise_variance
+    >>> images = np.ones((1, 4, 4)); images[:, :, :2] = -1.0  # unit variance
+    >>> round(noise_variance(images, -12.04), 2)             # the 2021 paper's σ²
+    16.0
+    """
     images = _check_images(images)
     signal = float(np.var(images, dtype=np.float64))
     if signal == 0:
@@ -305,8 +532,36 @@ def noise_variance(images, snr_db: float) -> float:
 
 
 def add_noise(images, snr_db: float, rng=None) -> np.ndarray:
-    """Images plus white Gaussian noise at ``snr_db`` (clean-stack variance / noise variance, in
-    dB), float32. ``rng`` seeds or is a :class:`numpy.random.Generator`."""
+    """Images plus white Gaussian noise of variance :func:`noise_variance` at ``snr_db``.
+
+    Parameters
+    ----------
+    images : array_like
+        (N, L, L) clean images.
+    snr_db : float
+        Target SNR in dB (clean-stack variance over noise variance).
+    rng : int or numpy.random.Generator, optional
+        Seed or generator of the noise.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, L, L) float32.
+
+    Raises
+    ------
+    ValueError
+        If ``images`` is not a finite (N, L, L) stack, or is constant.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes.imaging import add_noise
+    >>> images = np.ones((2, 8, 8)); images[:, :, :4] = -1.0
+    >>> noisy = add_noise(images, snr_db=0.0, rng=0)
+    >>> noisy.shape, bool(np.array_equal(noisy, add_noise(images, 0.0, rng=0)))
+    ((2, 8, 8), True)
+    """
     images = _check_images(images)
     sigma = math.sqrt(noise_variance(images, snr_db))
     rng = np.random.default_rng(rng)

@@ -72,13 +72,36 @@ FLOAT_FORMAT = "%.10g"
 class ParticleDataset:
     """Particle images with their true poses, shifts and CTF parameters.
 
-    ``images`` (N, L, L) float32 ``[y, x]``; ``quaternions`` (N, 4) poses; ``shifts`` (N, 2)
-    ``(t_x, t_y)`` pixels applied to each projection; ``pixel_size`` in Å; ``ctf`` per-particle
-    :class:`~cryoposes.imaging.CTFParameters` or None; ``metadata``: how the data were made
-    (str, int, float or bool values); ``image_names``: the particles' ``rlnImageName`` in the
-    STAR file they were read from (N strings), or None for a dataset made in memory. They name
-    the particles in the STAR files written from this dataset, so poses recovered from a
-    reordered or subset STAR file stay paired with their images.
+    Attributes
+    ----------
+    images : numpy.ndarray
+        (N, L, L) float32 images, indexed ``[y, x]``.
+    quaternions : numpy.ndarray
+        (N, 4) poses as unit quaternions (:mod:`cryoposes.rotations`).
+    shifts : numpy.ndarray
+        (N, 2) shifts ``(t_x, t_y)`` in pixels applied to each projection; None gives zeros.
+    pixel_size : float
+        Pixel size in Å.
+    ctf : cryoposes.imaging.CTFParameters or None
+        CTF parameters, one value per particle; None: no CTF.
+    metadata : dict
+        How the data were made (str, int, float or bool values).
+    image_names : list of str or None
+        The particles' ``rlnImageName`` in the STAR file read, or None if made in memory. They
+        name the particles in the STAR files written from this dataset, so poses recovered
+        from a reordered or subset STAR file stay paired with their images.
+
+    Raises
+    ------
+    cryoposes.errors.InputError
+        A wrong shape, NaN or infinite values, a pixel size ≤ 0 or a count of names other than N.
+
+    Examples
+    --------
+    >>> from cryoposes.particles import ParticleDataset
+    >>> dataset = ParticleDataset(np.zeros((3, 16, 16)), np.tile([1.0, 0, 0, 0], (3, 1)))
+    >>> len(dataset), dataset.size, dataset.shifts.shape, str(dataset.images.dtype)
+    (3, 16, (3, 2), 'float32')
     """
 
     images: np.ndarray
@@ -122,7 +145,25 @@ class ParticleDataset:
         return self.images.shape[-1]
 
     def subset(self, indices) -> ParticleDataset:
-        """The particles at ``indices`` (an index array or a boolean mask), same metadata."""
+        """The particles at ``indices``, with the same pixel size and metadata.
+
+        Parameters
+        ----------
+        indices : array_like of int or bool
+            Indices of the particles to keep, or a boolean mask (N,).
+
+        Returns
+        -------
+        ParticleDataset
+            The selected particles with their poses, shifts, CTFs and names.
+
+        Examples
+        --------
+        >>> from cryoposes.particles import ParticleDataset
+        >>> dataset = ParticleDataset(np.zeros((5, 8, 8)), np.tile([1.0, 0, 0, 0], (5, 1)))
+        >>> dataset.subset([4, 0]).images.shape, len(dataset.subset(np.arange(5) < 3))
+        ((2, 8, 8), 3)
+        """
         indices = np.arange(len(self))[indices]
         ctf = None
         if self.ctf is not None:
@@ -133,7 +174,13 @@ class ParticleDataset:
 
     def names(self) -> list[str]:
         """The particles' names: ``image_names`` as read, else their ``rlnImageName`` in a
-        dataset folder written by :func:`write_dataset` (``000001@particles.mrcs`` …)."""
+        dataset folder written by :func:`write_dataset` (``000001@particles.mrcs`` …).
+
+        Returns
+        -------
+        list of str
+            N names.
+        """
         if self.image_names is not None:
             return list(self.image_names)
         return [f"{i + 1:06d}@{STACK_NAME}" for i in range(len(self))]
@@ -203,8 +250,36 @@ def _swap_into_place(temporary: Path, directory: Path) -> None:
 
 
 def write_dataset(dataset: ParticleDataset, directory, overwrite: bool = False) -> Path:
-    """Write ``dataset`` to ``directory/particles.mrcs`` and ``directory/particles.star``,
-    atomically (see the module docstring). Returns the folder."""
+    """Write ``dataset`` to ``directory/particles.mrcs`` and ``.star``, atomically (see the module docstring).
+
+    Parameters
+    ----------
+    dataset : ParticleDataset
+        The particles to write.
+    directory : str or os.PathLike
+        The dataset folder, created with its parents if needed.
+    overwrite : bool, optional
+        Replace an existing non-empty ``directory`` as a whole.
+
+    Returns
+    -------
+    pathlib.Path
+        The folder.
+
+    Raises
+    ------
+    cryoposes.errors.InputError
+        ``directory`` is a file or not empty (without ``overwrite``), or bad metadata values.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from cryoposes.particles import ParticleDataset, write_dataset
+    >>> dataset = ParticleDataset(np.zeros((3, 16, 16)), np.tile([1.0, 0, 0, 0], (3, 1)))
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     print(sorted(path.name for path in write_dataset(dataset, f"{folder}/data").iterdir()))
+    ['particles.mrcs', 'particles.star']
+    """
     directory = Path(directory)
     _prepare_target(directory, overwrite)
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -261,8 +336,39 @@ def _star_blocks(dataset: ParticleDataset) -> dict:
 
 
 def read_dataset(directory) -> ParticleDataset:
-    """Read a folder written by :func:`write_dataset` (or any RELION particle stack of one
-    ``.mrcs`` file next to a ``particles.star``)."""
+    """Read a folder written by :func:`write_dataset`.
+
+    Or any RELION particle stack of one ``.mrcs`` file next to a ``particles.star`` with one
+    optics group. Origins (Å) become shifts in pixels, ``t = −origin / pixel_size``.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        The folder holding ``particles.star``.
+
+    Returns
+    -------
+    ParticleDataset
+        The particles in the STAR file's row order, ``image_names`` set.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such folder, no ``particles.star`` in it, or no stack where the STAR file says.
+    cryoposes.errors.InputError
+        Unreadable STAR file, missing columns, NaN angles, several stacks or optics groups.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from cryoposes.particles import ParticleDataset, read_dataset, write_dataset
+    >>> dataset = ParticleDataset(np.ones((3, 16, 16)), np.tile([1.0, 0, 0, 0], (3, 1)),
+    ...                           shifts=np.full((3, 2), 1.5), pixel_size=2.5)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     back = read_dataset(write_dataset(dataset, f"{folder}/data"))
+    >>> back.images.shape, back.pixel_size, back.shifts[0].tolist(), back.image_names[0]
+    ((3, 16, 16), 2.5, [1.5, 1.5], '000001@particles.mrcs')
+    """
     directory = Path(directory)
     star_path = directory / STAR_NAME
     if not directory.is_dir():
@@ -340,8 +446,37 @@ def _read_images(directory: Path, names: pd.Series, source) -> np.ndarray:
 
 
 def write_poses(path, quaternions, image_names=None) -> Path:
-    """Write poses (N, 4) to a RELION STAR file (``data_particles``: ``rlnAngleRot``/``Tilt``/
-    ``Psi`` in degrees, optionally ``rlnImageName``), atomically."""
+    """Write poses to a RELION STAR file (``rlnAngleRot``/``Tilt``/``Psi`` in degrees), atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The STAR file; its folder is created if needed, an existing file replaced.
+    quaternions : array_like
+        (N, 4) unit quaternions.
+    image_names : sequence of str, optional
+        The N particles' ``rlnImageName`` (:meth:`ParticleDataset.names`), written too.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+
+    Raises
+    ------
+    cryoposes.errors.InputError
+        Quaternions not shaped (N, 4) or not finite, or a count of names other than N.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from cryoposes.particles import read_poses_and_names, write_poses
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = write_poses(f"{folder}/poses.star", [[1.0, 0, 0, 0], [0, 0, 0, 1.0]], ["1@a.mrcs", "2@a.mrcs"])
+    ...     quaternions, names = read_poses_and_names(path)
+    >>> quaternions.shape, names
+    ((2, 4), ['1@a.mrcs', '2@a.mrcs'])
+    """
     path = Path(path)
     quaternions = np.asarray(quaternions, dtype=float)
     if quaternions.ndim != 2 or quaternions.shape[1] != 4:

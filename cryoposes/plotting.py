@@ -63,13 +63,49 @@ pio.renderers[RENDERER] = _BookRenderer()
 
 
 def setup_notebook() -> None:
-    """Make figures render in live notebooks and in the built book (call once per chapter)."""
+    """Make figures render in live notebooks and in the built book (call once per chapter).
+
+    Sets plotly's default renderer to :data:`RENDERER` and its default template to
+    ``"plotly_white"``.
+
+    Examples
+    --------
+    >>> import plotly.io as pio
+    >>> from cryoposes.plotting import RENDERER, setup_notebook
+    >>> previous = pio.renderers.default, pio.templates.default
+    >>> setup_notebook()
+    >>> pio.renderers.default == RENDERER
+    True
+    >>> pio.renderers.default, pio.templates.default = previous  # undo, for this example
+    """
     pio.renderers.default = RENDERER
     pio.templates.default = "plotly_white"
 
 
 def viewing_directions(quaternions) -> np.ndarray:
-    """Viewing directions ``R @ e_z`` (N, 3) of poses given as unit quaternions (N, 4)."""
+    """Viewing directions ``R @ e_z`` of poses, in the molecule frame.
+
+    Parameters
+    ----------
+    quaternions : array_like
+        (N, 4) unit quaternions.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, 3) unit vectors: ``tilt`` is their polar angle and ``rot`` their azimuth.
+
+    Raises
+    ------
+    ValueError
+        Quaternions without a last axis of 4, not finite or not of unit norm.
+
+    Examples
+    --------
+    >>> from cryoposes.plotting import viewing_directions
+    >>> viewing_directions([[1.0, 0, 0, 0], [0, 1.0, 0, 0]]).round(6).tolist()
+    [[0.0, 0.0, 1.0], [0.0, 0.0, -1.0]]
+    """
     return quaternion_to_matrix(np.asarray(quaternions, dtype=float))[..., :, 2]
 
 
@@ -126,11 +162,41 @@ def sphere_figure(
 ) -> go.Figure:
     """Viewing directions ``R @ e_z`` as points on the unit sphere (in the molecule frame).
 
-    ``poses`` is an array of unit quaternions (N, 4) or of directions (N, 3), or a mapping
-    ``name → array`` for several traces (e.g. ``{"true": q, "recovered": q_est}``).
-    ``color`` is None, one value per point (N,) for a single trace, or a mapping name → values;
-    coloured traces share one colour bar (titled ``colorbar_title``, range ``color_range``,
-    default: the range of all the values).
+    Parameters
+    ----------
+    poses : array_like or mapping of str to array_like
+        Unit quaternions (N, 4) or directions (N, 3), or a mapping ``name → array`` for several
+        traces (e.g. ``{"true": q, "recovered": q_est}``).
+    color : array_like or mapping of str to array_like, optional
+        One value per point (N,) for a single trace, or a mapping name → values.
+    colorbar_title, colorscale : str, optional
+        Title and plotly colour scale of the colour bar that coloured traces share.
+    color_range : tuple of float, optional
+        ``(low, high)`` of the colour scale; default: the range of all the values.
+    marker_size : float, optional
+        Marker size in pixels.
+    title : str, optional
+        Figure title.
+    height : int, optional
+        Figure height in pixels.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        A translucent unit sphere, then one ``Scatter3d`` trace per array of poses.
+
+    Raises
+    ------
+    ValueError
+        Arrays not shaped (N, 3) or (N, 4), a zero direction, or colours that match no trace.
+
+    Examples
+    --------
+    >>> from cryoposes.plotting import sphere_figure
+    >>> q = np.tile([1.0, 0, 0, 0], (5, 1))
+    >>> figure = sphere_figure({"true": q, "recovered": q}, color={"recovered": np.arange(5)})
+    >>> len(figure.data), figure.data[2].x.shape
+    (3, (5,))
     """
     traces = {
         name: _as_directions(points).astype(np.float32) for name, points in _named(poses, "poses").items()
@@ -206,11 +272,43 @@ def image_grid(
     title: str | None = None,
     panel_size: int = 150,
 ) -> go.Figure:
-    """Images (N, H, W), indexed [y, x], as a grid of heatmaps with ``y`` pointing down.
+    """Images as a grid of heatmaps with ``y`` pointing down.
 
-    Each image gets its own grey scale unless ``shared_scale`` (then one scale for all, e.g.
-    to compare intensities). Hovering shows the pixel and its value. Titles may break lines
-    with ``<br>``.
+    Hovering shows the pixel and its value.
+
+    Parameters
+    ----------
+    images : array_like
+        (N, H, W) images, indexed ``[y, x]``.
+    titles : sequence of str, optional
+        N panel titles; they may break lines with ``<br>``.
+    columns : int, optional
+        Panels per row; default up to 6.
+    shared_scale : bool, optional
+        One grey scale for all the images (e.g. to compare intensities) instead of one each.
+    colorscale : str, optional
+        Plotly colour scale.
+    title : str, optional
+        Figure title.
+    panel_size : int, optional
+        Side of a panel in pixels.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One ``Heatmap`` trace per image.
+
+    Raises
+    ------
+    ValueError
+        ``images`` not a non-empty (N, H, W) stack, or a count of titles other than N.
+
+    Examples
+    --------
+    >>> from cryoposes.plotting import image_grid
+    >>> figure = image_grid(np.zeros((7, 8, 8)), columns=4)
+    >>> len(figure.data), figure.data[0].z.shape
+    (7, (8, 8))
     """
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 3 or len(images) == 0:
@@ -271,7 +369,37 @@ def histogram_figure(
     title: str | None = None,
     height: int = 400,
 ) -> go.Figure:
-    """Histogram of ``values`` (an array, or a mapping name → array drawn overlaid)."""
+    """Histogram of ``values``; several series are drawn overlaid, on the same bins.
+
+    Parameters
+    ----------
+    values : array_like or mapping of str to array_like
+        The values (NaN and infinite values are left out), or a mapping name → values.
+    bins : int, optional
+        Number of bins over the range of all the finite values.
+    xaxis_title, yaxis_title, title : str, optional
+        Axis and figure titles.
+    height : int, optional
+        Figure height in pixels.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One ``Histogram`` trace per series.
+
+    Raises
+    ------
+    ValueError
+        An empty mapping.
+
+    Examples
+    --------
+    >>> from cryoposes.plotting import histogram_figure
+    >>> rng = np.random.default_rng(0)
+    >>> figure = histogram_figure({"a": rng.normal(size=100), "b": rng.normal(size=50)}, bins=10)
+    >>> len(figure.data)
+    2
+    """
     series = _named(values, "values")
     every = np.concatenate([np.ravel(np.asarray(v, dtype=float)) for v in series.values()])
     every = every[np.isfinite(every)]
@@ -309,7 +437,40 @@ def line_figure(
     title: str | None = None,
     height: int = 400,
 ) -> go.Figure:
-    """Curves ``ys`` (an array, or a mapping name → array) against a common ``x``."""
+    """Curves against a common ``x``.
+
+    Parameters
+    ----------
+    x : array_like
+        Abscissae, shared by every curve.
+    ys : array_like or mapping of str to array_like
+        A curve of the shape of ``x``, or a mapping name → curve.
+    xaxis_title, yaxis_title : str, optional
+        Axis titles.
+    log_x, log_y : bool, optional
+        Logarithmic axes.
+    title : str, optional
+        Figure title.
+    height : int, optional
+        Figure height in pixels.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One line trace per curve.
+
+    Raises
+    ------
+    ValueError
+        A curve not shaped like ``x``, or an empty mapping.
+
+    Examples
+    --------
+    >>> from cryoposes.plotting import line_figure
+    >>> x = np.arange(1, 11)
+    >>> len(line_figure(x, {"linear": x, "square": x**2}, log_y=True).data)
+    2
+    """
     x = np.asarray(x)
     figure = go.Figure()
     for name, y in _named(ys, "curves").items():
@@ -342,8 +503,40 @@ def scatter_figure(
 ) -> go.Figure:
     """Scatter plot of ``y`` against ``x`` (e.g. predicted against true distances).
 
-    More than ``max_points`` points are subsampled at random (seeded) so that pages stay
-    light; ``identity_line`` draws ``y = x`` for reference.
+    Parameters
+    ----------
+    x, y : array_like
+        Values, flattened; as many of each.
+    color : array_like, optional
+        One value per point, drawn with a colour bar titled ``colorbar_title``.
+    colorbar_title, xaxis_title, yaxis_title, title : str, optional
+        Colour bar, axis and figure titles.
+    identity_line : bool, optional
+        Draw ``y = x`` for reference.
+    max_points : int or None, optional
+        More points are subsampled at random so that pages stay light; None keeps them all.
+    seed : int, optional
+        Seed of the subsampling.
+    height : int, optional
+        Figure height in pixels.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        A ``Scattergl`` trace of the points, then the identity line if asked for.
+
+    Raises
+    ------
+    ValueError
+        ``x``, ``y`` and ``color`` of different sizes.
+
+    Examples
+    --------
+    >>> from cryoposes.plotting import scatter_figure
+    >>> x = np.linspace(0.0, 1.0, 50_000)
+    >>> figure = scatter_figure(x, 2 * x, identity_line=True, max_points=1000)
+    >>> len(figure.data), len(figure.data[0].x)
+    (2, 1000)
     """
     x = np.ravel(np.asarray(x, dtype=float))
     y = np.ravel(np.asarray(y, dtype=float))

@@ -85,7 +85,22 @@ def _rotation_matrices(quaternions) -> np.ndarray:
 
 
 def cuda_available() -> bool:
-    """Whether ASTRA can use a CUDA GPU (checked before any ASTRA 3-D call, see module docstring)."""
+    """Whether ASTRA is installed and can use a CUDA GPU.
+
+    Checked before any ASTRA 3-D call: without a GPU those kill the process (see the module
+    docstring).
+
+    Returns
+    -------
+    bool
+        True if ``astra`` imports and ``astra.use_cuda()`` is true.
+
+    Examples
+    --------
+    >>> from cryoposes.projection import cuda_available
+    >>> isinstance(cuda_available(), bool)
+    True
+    """
     try:
         import astra
     except ImportError:
@@ -94,12 +109,44 @@ def cuda_available() -> bool:
 
 
 def project(volume, quaternions, method: str = "auto", batch_size: int | None = None, progress: bool = False):
-    """Projections ``(N, L, L)`` float32 of ``volume`` (``L³`` array or ``Volume``) at the poses
-    ``quaternions`` (N, 4); see the module docstring for the convention and the methods.
+    """Projections of a volume at a batch of poses: ``p(x, y) = Σ_z V(R · (x, y, z))``.
 
-    ``batch_size`` images are projected at a time (default: as many as fit
-    :data:`POINTS_PER_BATCH` slice points for the Fourier projector, 256 for ASTRA);
-    ``progress`` shows a tqdm bar (updated after each batch).
+    See the module docstring for the convention (centre ``L // 2``, Nyquist-sphere band limit)
+    and the methods.
+
+    Parameters
+    ----------
+    volume : Volume or array_like
+        (L, L, L) density indexed ``[z, y, x]``.
+    quaternions : array_like
+        (N, 4) poses, scalar first.
+    method : {"auto", "fourier", "astra"}, optional
+        ``"auto"`` is ASTRA when :func:`cuda_available`, else the Fourier projector.
+    batch_size : int, optional
+        Images per batch (default: as many as fit ``POINTS_PER_BATCH`` slice points for the
+        Fourier projector, 256 for ASTRA).
+    progress : bool, optional
+        Show a tqdm bar, updated after each batch.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, L, L) float32, indexed ``[y, x]``.
+
+    Raises
+    ------
+    ValueError
+        If ``method`` is unknown (or ``"astra"`` without CUDA), ``batch_size`` is not positive,
+        the volume is not a finite cube, or ``quaternions`` is not (N, 4).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes.projection import project
+    >>> from cryoposes.volumes import load_protein
+    >>> images = project(load_protein("5j0n", box=32), np.eye(4)[:2], method="fourier")
+    >>> images.shape, images.dtype
+    ((2, 32, 32), dtype('float32'))
     """
     if method not in METHODS:
         raise ValueError(f"unknown projection method {method!r}; choose one of {METHODS}")
@@ -220,8 +267,31 @@ def bandlimited_grid(data: np.ndarray, padding: float = 2.0, factor: int = 2):
     The function is ``Σ_r V(r)·h(x − r)`` with ``h`` the inverse Fourier transform of the Nyquist
     ball (the object the Fourier projector projects). It is not periodic, so the volume is first
     zero-padded to ``padding·L`` (its tails beyond get cut off), cut to the sphere in Fourier space,
-    and interpolated by zero-padding the spectrum. Returns the fine float64 grid and the index of
-    the volume's centre voxel ``L // 2`` in it; one voxel is ``factor`` fine samples.
+    and interpolated by zero-padding the spectrum.
+
+    Parameters
+    ----------
+    data : array_like
+        (L, L, L) volume.
+    padding : float, optional
+        Side of the zero-padded volume, in units of L.
+    factor : int, optional
+        Fine samples per voxel.
+
+    Returns
+    -------
+    samples : numpy.ndarray
+        (M, M, M) float64, ``M = factor · P`` with ``P`` the even padded side.
+    centre : int
+        Index in ``samples`` (on every axis) of the volume's centre voxel ``L // 2``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes.projection import bandlimited_grid
+    >>> samples, centre = bandlimited_grid(np.ones((8, 8, 8)))
+    >>> samples.shape, centre
+    ((32, 32, 32), 16)
     """
     data = np.asarray(data, dtype=np.float64)
     length = data.shape[0]
@@ -243,20 +313,47 @@ def bandlimited_grid(data: np.ndarray, padding: float = 2.0, factor: int = 2):
 
 
 def project_reference(volume, quaternions, kind: str = "bandlimited"):
-    """Brute-force float64 projections ``(N, L, L)``: sample the volume along each ray and sum.
+    """Brute-force float64 projections: sample the volume along each ray and sum.
 
     For pixel ``(x, y)`` at pose ``R`` the points ``R · (x, y, z)`` are sampled with
-    :func:`scipy.ndimage.map_coordinates` (zero outside the grid) for ``z`` in constant steps
-    along the whole ray, and summed times the step.
+    :func:`scipy.ndimage.map_coordinates` (zero outside the grid) in constant steps of ``z``
+    along the whole ray, and summed times the step. Slow: for checking :func:`project`.
 
-    ``kind="bandlimited"`` (the default, what the projectors are checked against, ≤ 1% relative
-    error) is the line integral of the volume band-limited to its Nyquist sphere — the object
-    the Fourier projector computes, so the check measures errors, not a choice of model. The
-    rays sample :func:`bandlimited_grid` (twice padded, twice finer) with cubic splines at steps
-    of half a voxel; the spline then only bridges gaps between samples of a smooth function.
-    ``kind="trilinear"`` is the plain ray sum through the trilinear interpolant of the voxels,
-    a different discretisation: it differs from the band-limited one by a few percent on 5j0n.
+    Parameters
+    ----------
+    volume : Volume or array_like
+        (L, L, L) density indexed ``[z, y, x]``.
+    quaternions : array_like
+        (N, 4) poses, scalar first.
+    kind : {"bandlimited", "trilinear"}, optional
+        ``"bandlimited"`` (what the projectors are checked against, within 1% at 64³) is the line
+        integral of the volume band-limited to its Nyquist sphere, as the Fourier projector:
+        cubic splines through :func:`bandlimited_grid` (twice padded, twice finer) at steps of
+        half a voxel. ``"trilinear"`` is the ray sum through the trilinear interpolant of the
+        voxels, a different discretisation (a few percent off on 5j0n).
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, L, L) float64.
+
+    Raises
+    ------
+    ValueError
+        If ``kind`` is unknown, the volume is not a finite cube, or ``quaternions`` is not (N, 4).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes.projection import project, project_reference
+    >>> from cryoposes.volumes import load_protein, resample
+    >>> volume = resample(load_protein("5j0n", box=32), 16)
+    >>> reference = project_reference(volume, np.eye(4)[:1])
+    >>> error = np.linalg.norm(project(volume, np.eye(4)[:1], method="fourier") - reference)
+    >>> reference.shape, reference.dtype, bool(error < 0.05 * np.linalg.norm(reference))
+    ((1, 16, 16), dtype('float64'), True)
     """
+
     if kind not in REFERENCES:
         raise ValueError(f"unknown reference {kind!r}; choose one of {REFERENCES}")
     data = _volume_array(volume).astype(np.float64)

@@ -61,6 +61,20 @@ class QuaternionModel(keras.Model):
 
     The weight is stored unnormalised and normalised in the forward pass, so the optimiser moves
     freely in R⁴ and the output only depends on the rotations.
+
+    Parameters
+    ----------
+    n : int
+        Number of particles N.
+    initial : array_like, optional
+        (N, 4) starting quaternions (default: random normal).
+
+    Examples
+    --------
+    >>> from cryoposes.recovery import QuaternionModel
+    >>> model = QuaternionModel(3, initial=[[1.0, 0, 0, 0], [0, 1, 0, 0], [0, 1, 0, 0]])
+    >>> [round(float(d), 2) for d in model(np.array([[0, 1], [1, 2]]))], model.poses().shape
+    ([3.14, 0.0], (3, 4))
     """
 
     def __init__(self, n: int, initial=None, **kwargs):
@@ -117,7 +131,31 @@ def _check_targets(targets, n):
 
 
 def nearest_neighbours(distances, k: int) -> np.ndarray:
-    """Index pairs (N·k, 2) of each particle and its ``k`` nearest others under ``distances``."""
+    """Index pairs of each particle and its ``k`` nearest others under ``distances``.
+
+    Parameters
+    ----------
+    distances : array_like
+        (N, N); read by blocks of rows, so a memory-mapped matrix stays on disk.
+    k : int
+        Neighbours per particle (at most N − 1).
+
+    Returns
+    -------
+    numpy.ndarray
+        (N·k, 2) int32 pairs ``(i, neighbour)``, k consecutive rows per particle ``i``.
+
+    Raises
+    ------
+    ValueError
+        Fewer than 2 particles, or ``k`` < 1.
+
+    Examples
+    --------
+    >>> from cryoposes.recovery import nearest_neighbours
+    >>> nearest_neighbours([[0, 1, 3], [1, 0, 2], [3, 2, 0]], 1).tolist()
+    [[0, 1], [1, 0], [2, 1]]
+    """
     distances = np.asarray(distances)
     n = distances.shape[0]
     k = int(min(k, n - 1))
@@ -134,11 +172,39 @@ def nearest_neighbours(distances, k: int) -> np.ndarray:
 
 
 class PairSampler(keras.utils.PyDataset):
-    """Batches of index pairs and their target distances, one per training step.
+    """Batches of index pairs (B, 2) and their target distances (B,), one per training step.
 
     Batch ``index`` of epoch ``e`` is drawn from a generator seeded with ``(seed, e, index)``, so
-    a run is reproducible whatever order Keras asks for batches in; ``fit_poses`` sets ``epoch``
-    at the start of each epoch (also after a resume).
+    a run is reproducible whatever order Keras asks for batches in; :func:`fit_poses` sets
+    ``epoch`` at the start of each epoch (also after a resume).
+
+    Parameters
+    ----------
+    lookup : callable
+        ``lookup(i, j)``: target distances of index arrays ``i`` and ``j``.
+    n : int
+        Number of particles N.
+    batch_size : int
+        Pairs per batch; N(N−1)/2 or more gives all pairs ``i < j`` in every batch.
+    sampling : str, optional
+        One of :data:`cryoposes.options.RECOVERY_SAMPLINGS`.
+    neighbours : numpy.ndarray, optional
+        Pairs of :func:`nearest_neighbours`, for ``"knn"`` and ``"mixed"`` sampling.
+    steps_per_epoch : int, optional
+        Batches per epoch.
+    seed : int, optional
+
+    Raises
+    ------
+    ValueError
+        Unknown ``sampling``, kNN sampling without ``neighbours``, or fewer than 2 particles.
+
+    Examples
+    --------
+    >>> from cryoposes.recovery import PairSampler
+    >>> pairs, targets = PairSampler(lambda i, j: np.ones(len(i)), 10, batch_size=8)[0]
+    >>> pairs.shape, targets.shape
+    ((8, 2), (8,))
     """
 
     def __init__(self, lookup, n, batch_size, sampling="random", neighbours=None, steps_per_epoch=100,
@@ -191,14 +257,35 @@ class PairSampler(keras.utils.PyDataset):
 
 
 class Reseat(keras.callbacks.Callback):
-    """Moves each particle to the current pose of one of its candidate neighbours when that fits
-    its target distances better: a global move that gradient steps cannot make.
+    """Callback moving each particle to a candidate's pose when that fits its distances better.
 
-    From a random start, gradient descent leaves some particles stranded in the wrong basin of
-    their own little problem (the best pose given all the others has several local minima), and
-    they stay there however long it runs. A particle's nearest neighbours under the target
-    distance are posed almost where it belongs, so trying their poses, scored against the same
-    ``partners`` random particles, lifts it out. Runs every ``every`` epochs until ``until``.
+    A global move: gradient steps from a random start leave some particles in the wrong basin of
+    their own little problem (the best pose given all others has several local minima). Their
+    nearest neighbours under the target distance are posed almost where they belong, so trying
+    those poses lifts them out. The number moved per run is appended to ``moves``.
+
+    Parameters
+    ----------
+    lookup : callable
+        ``lookup(i, j)``: target distances of index arrays ``i`` and ``j``.
+    candidates : numpy.ndarray
+        (N, C) indices of the particles whose poses each particle tries.
+    every : int, optional
+        Runs at the end of every ``every``-th epoch.
+    until : int, optional
+        Last epoch it runs at (default: all).
+    partners : int, optional
+        Random particles each pose is scored against.
+    seed : int, optional
+
+    Examples
+    --------
+    >>> from cryoposes.recovery import QuaternionModel, Reseat
+    >>> d = np.pi * np.array([[0, 0, 1], [0, 0, 1], [1, 1, 0]])  # particles 0 and 1 alike
+    >>> reseat = Reseat(lambda i, j: d[i, j], candidates=np.array([[1], [0], [0]]), every=1)
+    >>> reseat.set_model(QuaternionModel(3, initial=np.eye(4)[[1, 0, 1]]))  # 0 misplaced
+    >>> reseat.on_epoch_end(0); reseat.moves
+    [1]
     """
 
     def __init__(self, lookup, candidates, every=2, until=None, partners=256, seed=0):
@@ -212,6 +299,7 @@ class Reseat(keras.callbacks.Callback):
         self.moves = []
 
     def on_epoch_end(self, epoch, logs=None):
+        """Reseat the particles, if this epoch is one of the ``every``-th up to ``until``."""
         if (epoch + 1) % self.every or (self.until is not None and epoch + 1 > self.until):
             return
         q = rotations.normalize(np.asarray(ops.convert_to_numpy(self.model.quaternions), dtype="float32"))
@@ -275,7 +363,23 @@ class _StopBelow(keras.callbacks.Callback):
 
 @dataclass
 class RecoveryResult:
-    """Recovered poses and how the fit went."""
+    """Recovered poses and how the fit went: what :func:`fit_poses` returns.
+
+    Attributes
+    ----------
+    quaternions, initial : numpy.ndarray
+        (N, 4) recovered poses (float64 unit quaternions, ``w ≥ 0``) and starting poses.
+    history : dict
+        ``"step"``, ``"loss"`` and ``"time"`` (seconds of training): one value per epoch.
+    snapshots : list of numpy.ndarray
+        (N, 4) poses at the end of each epoch, if asked for.
+
+    Examples
+    --------
+    >>> from cryoposes.recovery import RecoveryResult
+    >>> RecoveryResult(np.eye(4), np.eye(4)).history
+    {}
+    """
 
     quaternions: np.ndarray
     initial: np.ndarray

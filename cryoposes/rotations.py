@@ -74,7 +74,27 @@ def _dtype_size(array) -> int:
 
 
 def quaternion_multiply(a, b, xp=np):
-    """Hamilton product ``a ⊗ b`` of quaternion arrays shaped (..., 4), broadcast."""
+    """Hamilton product ``a ⊗ b``: the rotation ``b`` followed by ``a``.
+
+    Parameters
+    ----------
+    a, b : array
+        (..., 4) quaternions ``(w, x, y, z)``; leading dimensions broadcast.
+    xp : module, optional
+        ``numpy`` (default) or ``keras.ops``.
+
+    Returns
+    -------
+    array
+        (..., 4) products, with ``R(a ⊗ b) = R(a) @ R(b)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes.rotations import quaternion_multiply
+    >>> quaternion_multiply(np.array([0.0, 1, 0, 0]), np.array([0.0, 0, 1, 0]))  # i ⊗ j = k
+    array([0., 0., 0., 1.])
+    """
     aw, ax, ay, az = (a[..., i] for i in range(4))
     bw, bx, by, bz = (b[..., i] for i in range(4))
     return xp.stack(
@@ -89,23 +109,97 @@ def quaternion_multiply(a, b, xp=np):
 
 
 def quaternion_conjugate(q):
-    """``q̄ = (w, -x, -y, -z)``; for unit quaternions it is the inverse rotation."""
+    """Conjugate ``q̄ = (w, -x, -y, -z)``: for unit quaternions, the inverse rotation.
+
+    Parameters
+    ----------
+    q : array
+        (..., 4) quaternions ``(w, x, y, z)``, NumPy or backend tensor.
+
+    Returns
+    -------
+    array
+        (..., 4) conjugates, of the dtype of ``q``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes.rotations import quaternion_conjugate
+    >>> quaternion_conjugate(np.array([0.5, 0.5, 0.5, 0.5]))
+    array([ 0.5, -0.5, -0.5, -0.5])
+    """
     return q * np.array([1.0, -1.0, -1.0, -1.0], dtype=np.dtype(getattr(q.dtype, "name", q.dtype)))
 
 
 def quaternion_inverse(q):
-    """Inverse ``q̄ / |q|²`` of quaternions shaped (..., 4)."""
+    """Inverse ``q̄ / |q|²`` of quaternions, unit or not.
+
+    Parameters
+    ----------
+    q : array_like
+        (..., 4) nonzero quaternions ``(w, x, y, z)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        (..., 4) float64 inverses.
+
+    Examples
+    --------
+    >>> from cryoposes.rotations import quaternion_inverse
+    >>> quaternion_inverse([1.0, 1.0, 1.0, 1.0])
+    array([ 0.25, -0.25, -0.25, -0.25])
+    """
     q = np.asarray(q, dtype=float)
     return quaternion_conjugate(q) / np.sum(q * q, axis=-1, keepdims=True)
 
 
 def normalize(q, xp=np):
-    """Scale quaternions to unit norm."""
+    """Quaternions scaled to unit norm (same rotations, signs kept).
+
+    Parameters
+    ----------
+    q : array
+        (..., 4) nonzero quaternions.
+    xp : module, optional
+        ``numpy`` (default) or ``keras.ops``.
+
+    Returns
+    -------
+    array
+        (..., 4) unit quaternions.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes.rotations import normalize
+    >>> normalize(np.array([2.0, 2.0, 2.0, 2.0]))
+    array([0.5, 0.5, 0.5, 0.5])
+    """
     return q / xp.sqrt(xp.sum(q * q, axis=-1, keepdims=True))
 
 
 def canonical(q):
-    """Representative with ``w ≥ 0`` of each ±q pair (ties broken by the next nonzero part)."""
+    """The representative with ``w ≥ 0`` of each ±q pair (both are the same rotation).
+
+    Ties (``w = 0``) are broken by the sign of the next nonzero part.
+
+    Parameters
+    ----------
+    q : array_like
+        (..., 4) quaternions ``(w, x, y, z)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        (..., 4) float64 copy of ``q``, each quaternion multiplied by ±1.
+
+    Examples
+    --------
+    >>> from cryoposes.rotations import canonical
+    >>> canonical([-0.5, 0.5, 0.5, 0.5])
+    array([ 0.5, -0.5, -0.5, -0.5])
+    """
     q = np.array(q, dtype=float)
     flat = q.reshape(-1, 4)
     first = np.argmax(np.abs(flat) > 1e-12, axis=1)
@@ -129,7 +223,29 @@ def _check_quaternions(q):
 
 
 def axis_angle_to_quaternion(axis, angle):
-    """Quaternion of the rotation by ``angle`` (radians) about ``axis`` (any length)."""
+    """Quaternions ``(cos(θ/2), sin(θ/2)·n)`` of rotations by an angle θ about an axis n.
+
+    Parameters
+    ----------
+    axis : array_like
+        (..., 3) axes, of any nonzero length.
+    angle : array_like
+        (...) angles in radians (right-handed about ``axis``).
+
+    Returns
+    -------
+    numpy.ndarray
+        (..., 4) unit quaternions ``(w, x, y, z)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes.rotations import axis_angle_to_quaternion
+    >>> axis_angle_to_quaternion([0.0, 0.0, 2.0], np.pi).round(6)  # half turn about z
+    array([0., 0., 0., 1.])
+    >>> axis_angle_to_quaternion(np.ones((5, 3)), np.zeros(5)).shape
+    (5, 4)
+    """
     axis = np.asarray(axis, dtype=float)
     angle = np.asarray(angle, dtype=float)
     axis = axis / np.linalg.norm(axis, axis=-1, keepdims=True)
@@ -138,7 +254,27 @@ def axis_angle_to_quaternion(axis, angle):
 
 
 def euler_to_quaternion(rot, tilt, psi):
-    """Quaternions (..., 4) of RELION Euler angles (radians): ``qz(rot) ⊗ qy(tilt) ⊗ qz(psi)``."""
+    """Quaternions of RELION Euler angles: ``qz(rot) ⊗ qy(tilt) ⊗ qz(psi)`` (intrinsic ZYZ).
+
+    Parameters
+    ----------
+    rot, tilt, psi : array_like
+        Angles in radians; they broadcast against each other.
+
+    Returns
+    -------
+    numpy.ndarray
+        (..., 4) unit quaternions ``(w, x, y, z)``, ``...`` the broadcast shape of the angles.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes.rotations import euler_to_quaternion
+    >>> euler_to_quaternion(np.pi / 2, np.pi / 2, 0.0).round(6)
+    array([ 0.5, -0.5,  0.5,  0.5])
+    >>> euler_to_quaternion(np.zeros(5), 1.0, 0.0).shape
+    (5, 4)
+    """
     rot, tilt, psi = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in (rot, tilt, psi)))
     c, s = np.cos(tilt / 2), np.sin(tilt / 2)
     plus, minus = (rot + psi) / 2, (rot - psi) / 2
@@ -147,7 +283,33 @@ def euler_to_quaternion(rot, tilt, psi):
 
 
 def quaternion_to_matrix(q):
-    """Rotation matrices (..., 3, 3) of unit quaternions (..., 4)."""
+    """Rotation matrices of unit quaternions.
+
+    Parameters
+    ----------
+    q : array_like
+        (..., 4) unit quaternions ``(w, x, y, z)``; norms within 1e-3 of 1 are renormalised.
+
+    Returns
+    -------
+    numpy.ndarray
+        (..., 3, 3) rotation matrices; ``q`` and ``-q`` give the same one.
+
+    Raises
+    ------
+    ValueError
+        If the last axis is not of length 4, or values are not finite or not of unit norm.
+
+    Examples
+    --------
+    >>> from cryoposes.rotations import quaternion_to_matrix, random_quaternions
+    >>> quaternion_to_matrix(random_quaternions(10, rng=0)).shape
+    (10, 3, 3)
+    >>> quaternion_to_matrix([0.0, 0.0, 0.0, 1.0])  # half turn about z
+    array([[-1.,  0.,  0.],
+           [ 0., -1.,  0.],
+           [ 0.,  0.,  1.]])
+    """
     q = _check_quaternions(q)
     w, x, y, z = (q[..., i] for i in range(4))
     return np.stack(
@@ -161,10 +323,35 @@ def quaternion_to_matrix(q):
 
 
 def matrix_to_quaternion(matrix):
-    """Unit quaternions (..., 4), ``w ≥ 0``, of rotation matrices (..., 3, 3).
+    """Unit quaternions ``(w, x, y, z)``, ``w ≥ 0``, of rotation matrices.
 
     Uses the eigenvector of Bar-Itzhack's symmetric 4×4 matrix, which is exact for rotations and
     gives the nearest rotation's quaternion for slightly non-orthogonal input.
+
+    Parameters
+    ----------
+    matrix : array_like
+        (..., 3, 3) rotation matrices.
+
+    Returns
+    -------
+    numpy.ndarray
+        (..., 4) unit quaternions in :func:`canonical` form.
+
+    Raises
+    ------
+    ValueError
+        If ``matrix`` is not shaped (..., 3, 3).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes.rotations import matrix_to_quaternion, quaternion_to_matrix, random_quaternions
+    >>> q = random_quaternions(10, rng=0)
+    >>> matrix_to_quaternion(quaternion_to_matrix(q)).shape
+    (10, 4)
+    >>> bool(np.allclose(matrix_to_quaternion(quaternion_to_matrix(q)), q))
+    True
     """
     m = np.asarray(matrix, dtype=float)
     if m.shape[-2:] != (3, 3):
@@ -209,10 +396,10 @@ def nearest_rotation(matrix):
     --------
     >>> import numpy as np
     >>> from cryoposes.rotations import nearest_rotation
-    >>> nearest_rotation(np.diag([2.0, 1.0, -1.0])).round(12)
-    array([[ 1.,  0.,  0.],
-           [ 0.,  1.,  0.],
-           [ 0.,  0.,  1.]])
+    >>> nearest_rotation(np.diag([2.0, 1.0, -0.5])).round(12)
+    array([[1., 0., 0.],
+           [0., 1., 0.],
+           [0., 0., 1.]])
     """
     m = np.asarray(matrix, dtype=float)
     u, _, vt = np.linalg.svd(m)
@@ -223,21 +410,88 @@ def nearest_rotation(matrix):
 
 
 def quaternion_to_euler(q):
-    """RELION Euler angles ``(rot, tilt, psi)`` in radians of unit quaternions (..., 4).
+    """RELION Euler angles ``(rot, tilt, psi)`` (intrinsic ZYZ, radians) of unit quaternions.
 
-    ``tilt`` is in [0, π], ``rot`` and ``psi`` in (-π, π]. At gimbal lock (tilt 0 or π) only
-    ``rot + psi`` (tilt 0) or ``rot - psi`` (tilt π) is defined; ``psi`` is then set to 0.
+    At gimbal lock (tilt 0 or π) only ``rot + psi`` (tilt 0) or ``rot - psi`` (tilt π) is
+    defined; ``psi`` is then set to 0.
+
+    Parameters
+    ----------
+    q : array_like
+        (..., 4) unit quaternions ``(w, x, y, z)``.
+
+    Returns
+    -------
+    rot, tilt, psi : numpy.ndarray
+        (...) angles in radians: ``tilt`` in [0, π], ``rot`` and ``psi`` in (-π, π].
+
+    Raises
+    ------
+    ValueError
+        If ``q`` is not (..., 4) finite unit quaternions.
+
+    Examples
+    --------
+    >>> from cryoposes.rotations import euler_to_quaternion, quaternion_to_euler
+    >>> rot, tilt, psi = quaternion_to_euler(euler_to_quaternion([0.5, 0.5], 1.0, -2.0))
+    >>> rot.shape, round(float(tilt[0]), 6), round(float(psi[0]), 6)
+    ((2,), 1.0, -2.0)
     """
     return matrix_to_euler(quaternion_to_matrix(q))
 
 
 def euler_to_matrix(rot, tilt, psi):
-    """Rotation matrices ``Rz(rot) @ Ry(tilt) @ Rz(psi)`` (..., 3, 3), angles in radians."""
+    """Rotation matrices ``Rz(rot) @ Ry(tilt) @ Rz(psi)`` of RELION Euler angles (intrinsic ZYZ).
+
+    Parameters
+    ----------
+    rot, tilt, psi : array_like
+        Angles in radians; they broadcast against each other.
+
+    Returns
+    -------
+    numpy.ndarray
+        (..., 3, 3) rotation matrices; the third column is the viewing direction.
+
+    Raises
+    ------
+    ValueError
+        If an angle is not finite.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes.rotations import euler_to_matrix
+    >>> euler_to_matrix(np.zeros(5), np.linspace(0.0, 1.0, 5), 0.0).shape
+    (5, 3, 3)
+    """
     return quaternion_to_matrix(euler_to_quaternion(rot, tilt, psi))
 
 
 def matrix_to_euler(matrix, gimbal_tolerance: float = 1e-9):
-    """RELION Euler angles ``(rot, tilt, psi)`` of rotation matrices (the seed report's Table 2)."""
+    """RELION Euler angles ``(rot, tilt, psi)`` of rotation matrices (the seed report's Table 2).
+
+    Parameters
+    ----------
+    matrix : array_like
+        (..., 3, 3) rotation matrices.
+    gimbal_tolerance : float, optional
+        ``matrix[..., 2, 2]`` within this of ±1 counts as gimbal lock: tilt is set to 0 or π,
+        ``psi`` to 0 and the whole in-plane turn goes into ``rot``.
+
+    Returns
+    -------
+    rot, tilt, psi : numpy.ndarray
+        (...) angles in radians: ``tilt`` in [0, π], ``rot`` and ``psi`` in (-π, π].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes.rotations import euler_to_matrix, matrix_to_euler
+    >>> rot, tilt, psi = matrix_to_euler(euler_to_matrix(np.full(5, 0.5), 1.0, -2.0))
+    >>> tilt.shape, round(float(psi[0]), 6)
+    ((5,), -2.0)
+    """
     m = np.asarray(matrix, dtype=float)
     a22 = np.clip(m[..., 2, 2], -1.0, 1.0)
     tilt = np.arccos(a22)
@@ -254,10 +508,32 @@ def matrix_to_euler(matrix, gimbal_tolerance: float = 1e-9):
 
 
 def geodesic_distance(q1, q2, xp=np):
-    """Geodesic angle ``2·acos(|⟨q1, q2⟩|)`` in radians between unit quaternions (..., 4).
+    """Geodesic angle ``2·acos(|⟨q1, q2⟩|)`` in radians between unit quaternions.
 
     The acos argument is clipped to ``1 − ε`` (:data:`ACOS_EPSILON`), so values and gradients
     stay finite at d = 0, also in float32 and under ``xp=keras.ops``.
+
+    Parameters
+    ----------
+    q1, q2 : array
+        (..., 4) unit quaternions ``(w, x, y, z)``; leading dimensions broadcast.
+    xp : module, optional
+        ``numpy`` (default) or ``keras.ops``.
+
+    Returns
+    -------
+    array
+        (...) distances in [0, π].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes.rotations import geodesic_distance, random_quaternions
+    >>> identity = np.array([1.0, 0.0, 0.0, 0.0])
+    >>> geodesic_distance(random_quaternions(10, rng=0), identity).shape
+    (10,)
+    >>> round(float(geodesic_distance(identity, np.array([0.0, 0.0, 0.0, 1.0]))), 6)
+    3.141593
     """
     dot = xp.abs(xp.sum(q1 * q2, axis=-1))
     epsilon = ACOS_EPSILON.get(_dtype_size(dot), 1e-6)
@@ -265,7 +541,24 @@ def geodesic_distance(q1, q2, xp=np):
 
 
 def geodesic_distance_degrees(q1, q2):
-    """:func:`geodesic_distance` in degrees (NumPy)."""
+    """:func:`geodesic_distance` in degrees, on NumPy arrays.
+
+    Parameters
+    ----------
+    q1, q2 : array_like
+        (..., 4) unit quaternions ``(w, x, y, z)``; leading dimensions broadcast.
+
+    Returns
+    -------
+    numpy.ndarray
+        (...) distances in degrees, in [0, 180].
+
+    Examples
+    --------
+    >>> from cryoposes.rotations import geodesic_distance_degrees
+    >>> round(float(geodesic_distance_degrees([1.0, 0.0, 0.0, 0.0], [0.5, 0.5, 0.5, 0.5])), 6)
+    120.0
+    """
     return np.degrees(geodesic_distance(np.asarray(q1, float), np.asarray(q2, float)))
 
 
@@ -303,12 +596,54 @@ def pairwise_geodesic_distances(q, other=None, xp=np):
 
 
 def mirror(q):
-    """Quaternions of the mirrored poses ``J @ R @ J``, ``J = diag(1, 1, -1)`` (handedness flip)."""
+    """Quaternions of the mirrored poses ``J @ R @ J``, ``J = diag(1, 1, -1)`` (handedness flip).
+
+    Parameters
+    ----------
+    q : array_like
+        (..., 4) quaternions ``(w, x, y, z)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        (..., 4) float64 ``(w, -x, -y, z)``.
+
+    Examples
+    --------
+    >>> from cryoposes.rotations import mirror
+    >>> mirror([0.5, 0.5, 0.5, 0.5])
+    array([ 0.5, -0.5, -0.5,  0.5])
+    """
     return np.asarray(q, dtype=float) * np.array([1.0, -1.0, -1.0, 1.0])
 
 
 def random_quaternions(n: int, rng=None):
-    """``n`` rotations uniform on SO(3) (Haar measure): normalised 4-D Gaussians, ``w ≥ 0``."""
+    """Rotations uniform on SO(3) (Haar measure): normalised 4-D Gaussians, ``w ≥ 0``.
+
+    Parameters
+    ----------
+    n : int
+        Number of rotations.
+    rng : None, int or numpy.random.Generator, optional
+        Seed or generator, as for ``numpy.random.default_rng``.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n, 4) unit quaternions ``(w, x, y, z)`` in :func:`canonical` form.
+
+    Raises
+    ------
+    ValueError
+        If ``n`` is negative.
+
+    Examples
+    --------
+    >>> from cryoposes.rotations import random_quaternions
+    >>> q = random_quaternions(1000, rng=0)
+    >>> q.shape, bool((q[:, 0] >= 0).all())
+    ((1000, 4), True)
+    """
     if n < 0:
         raise ValueError(f"number of rotations must be non-negative, got {n}")
     rng = np.random.default_rng(rng)
@@ -334,7 +669,32 @@ COVERAGES = {
 
 
 def in_coverage(q, coverage: str):
-    """Boolean mask: which quaternions have Euler angles inside ``coverage``."""
+    """Which quaternions have RELION Euler angles inside a coverage of :data:`COVERAGES`.
+
+    Parameters
+    ----------
+    q : array_like
+        (..., 4) unit quaternions ``(w, x, y, z)``.
+    coverage : str
+        ``"full"``, ``"half"`` or ``"quarter"``.
+
+    Returns
+    -------
+    numpy.ndarray
+        (...) boolean mask.
+
+    Raises
+    ------
+    ValueError
+        If ``coverage`` is not a key of :data:`COVERAGES`.
+
+    Examples
+    --------
+    >>> from cryoposes.rotations import in_coverage, random_quaternions
+    >>> inside = in_coverage(random_quaternions(1000, rng=0), "half")
+    >>> inside.shape, bool(0.4 < inside.mean() < 0.6)
+    ((1000,), True)
+    """
     if coverage not in COVERAGES:
         raise ValueError(f"unknown coverage {coverage!r}; choose one of {sorted(COVERAGES)}")
     q = np.asarray(q, dtype=float)
@@ -350,7 +710,34 @@ def in_coverage(q, coverage: str):
 
 
 def sample_coverage(n: int, coverage: str = "full", rng=None):
-    """``n`` rotations uniform on SO(3) restricted to ``coverage``, by rejection."""
+    """Rotations uniform on SO(3) restricted to a coverage of :data:`COVERAGES`, by rejection.
+
+    Parameters
+    ----------
+    n : int
+        Number of rotations.
+    coverage : str, optional
+        ``"full"`` (default), ``"half"`` or ``"quarter"``.
+    rng : None, int or numpy.random.Generator, optional
+        Seed or generator, as for ``numpy.random.default_rng``.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n, 4) unit quaternions ``(w, x, y, z)``, ``w ≥ 0``.
+
+    Raises
+    ------
+    ValueError
+        If ``coverage`` is unknown or ``n`` is negative.
+
+    Examples
+    --------
+    >>> from cryoposes.rotations import in_coverage, sample_coverage
+    >>> q = sample_coverage(100, "quarter", rng=0)
+    >>> q.shape, bool(in_coverage(q, "quarter").all())
+    ((100, 4), True)
+    """
     if coverage not in COVERAGES:
         raise ValueError(f"unknown coverage {coverage!r}; choose one of {sorted(COVERAGES)}")
     if n < 0:
@@ -367,8 +754,31 @@ def sample_coverage(n: int, coverage: str = "full", rng=None):
 
 
 def symmetry_group(name: str):
-    """Quaternions of the point group ``C<n>`` or ``D<n>`` (RELION's axes: n-fold about z,
-    D's two-fold axes along x and its rotations about z)."""
+    """Quaternions of the point group ``C<n>`` or ``D<n>``, on RELION's axes.
+
+    The n-fold axis is z; D's two-fold axes are x and its images under the turns about z.
+
+    Parameters
+    ----------
+    name : str
+        ``"C<n>"`` or ``"D<n>"`` with n ≥ 1, in either case (``"C1"``: no symmetry).
+
+    Returns
+    -------
+    numpy.ndarray
+        (n, 4) for C, (2n, 4) for D: unit quaternions ``(w, x, y, z)``, the identity first.
+
+    Raises
+    ------
+    cryoposes.errors.InputError
+        If ``name`` is not of the form ``C<n>`` or ``D<n>``.
+
+    Examples
+    --------
+    >>> from cryoposes.rotations import symmetry_group
+    >>> symmetry_group("C4").shape, symmetry_group("d2").shape
+    ((4, 4), (4, 4))
+    """
     label = str(name).strip().upper()
     try:
         order = int(label[1:])
@@ -385,9 +795,36 @@ def symmetry_group(name: str):
 
 
 def symmetric_geodesic_distance(q1, q2, symmetry: str = "C1"):
-    """Symmetry-aware distance ``min_g d_q(q1, g ⊗ q2)`` in radians.
+    """Symmetry-aware distance ``min_g d_q(q1, g ⊗ q2)`` in radians, over the group elements g.
 
     Symmetry operators act on the molecule, i.e. on the left of the pose.
+
+    Parameters
+    ----------
+    q1, q2 : array_like
+        (N, 4) unit quaternions ``(w, x, y, z)``.
+    symmetry : str, optional
+        Point group, as for :func:`symmetry_group` (default ``"C1"``: the plain distance).
+
+    Returns
+    -------
+    numpy.ndarray
+        (N,) distances in [0, π].
+
+    Raises
+    ------
+    cryoposes.errors.InputError
+        If ``symmetry`` is unknown.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes.rotations import symmetric_geodesic_distance
+    >>> q = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])  # identity, half turn about z
+    >>> symmetric_geodesic_distance(q, q[::-1]).round(4)
+    array([3.1416, 3.1416])
+    >>> symmetric_geodesic_distance(q, q[::-1], "C2").round(4)
+    array([0., 0.])
     """
     group = symmetry_group(symmetry)
     q1 = np.asarray(q1, dtype=float)
@@ -397,8 +834,39 @@ def symmetric_geodesic_distance(q1, q2, symmetry: str = "C1"):
 
 
 def asymmetric_unit(q, symmetry: str):
-    """Map each pose to the representative ``g ⊗ q`` whose viewing direction has the largest
-    z, then the smallest azimuth: one copy per symmetry-related set."""
+    """One representative ``g ⊗ q`` of each pose's symmetry copies.
+
+    The representative is the copy whose viewing direction has the largest z, then the smallest
+    azimuth, so symmetry-related poses map to the same quaternion.
+
+    Parameters
+    ----------
+    q : array_like
+        (N, 4) unit quaternions ``(w, x, y, z)``.
+    symmetry : str
+        Point group, as for :func:`symmetry_group`.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, 4) unit quaternions in :func:`canonical` form.
+
+    Raises
+    ------
+    cryoposes.errors.InputError
+        If ``symmetry`` is unknown.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes import rotations
+    >>> q = rotations.random_quaternions(5, rng=0)
+    >>> copies = rotations.quaternion_multiply(rotations.symmetry_group("D2")[2], q)
+    >>> rotations.asymmetric_unit(q, "D2").shape
+    (5, 4)
+    >>> bool(np.allclose(rotations.asymmetric_unit(copies, "D2"), rotations.asymmetric_unit(q, "D2")))
+    True
+    """
     group = symmetry_group(symmetry)
     q = np.asarray(q, dtype=float)
     candidates = quaternion_multiply(group[:, None, :], q[None, :, :])

@@ -63,11 +63,42 @@ _COSINE_EPSILON = 1e-6
 
 
 def pairwise_head(first, second, head: str = "rotation", xp=np):
-    """Head distances between every row of ``first`` (M, K) and every row of ``second`` (N, K).
+    """Head distances between every row of ``first`` and every row of ``second``.
 
-    Runs on NumPy arrays (``xp=numpy``) or tensors (``xp=keras.ops``) from the same formula,
-    so training and :func:`distance_matrix` agree. Returns an (M, N) matrix in radians
-    (``rotation``, ``cosine``) or embedding units (``euclidean``).
+    One formula for NumPy arrays (``xp=numpy``) and tensors (``xp=keras.ops``), so that
+    training and :func:`distance_matrix` agree.
+
+    Parameters
+    ----------
+    first : array_like or tensor
+        (M, K) embeddings.
+    second : array_like or tensor
+        (N, K) embeddings.
+    head : str, optional
+        One of :data:`cryoposes.options.HEADS`.
+    xp : module, optional
+        ``numpy`` or ``keras.ops``.
+
+    Returns
+    -------
+    numpy.ndarray or tensor
+        (M, N) distances: radians for the ``"rotation"`` and ``"cosine"`` heads (about 1e-3 at
+        identical embeddings, kept off arccos' infinite slope), embedding units for
+        ``"euclidean"``.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``head``.
+
+    Examples
+    --------
+    >>> from cryoposes.siamese import pairwise_head
+    >>> first = np.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> pairwise_head(first, first[:1]).round(3).tolist()
+    [[0.001], [2.094]]
+    >>> pairwise_head(first, first, "euclidean").round(3).tolist()
+    [[0.0, 1.414], [1.414, 0.0]]
     """
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; choose one of {HEADS}")
@@ -89,24 +120,53 @@ def pairwise_head(first, second, head: str = "rotation", xp=np):
 
 @keras.saving.register_keras_serializable(package="cryoposes")
 class SiameseDistance(keras.Model):
-    """Shared encoder + distance head; ``model(images)`` is the (B, B) matrix of pair distances.
+    """Shared encoder and distance head: ``model(images)`` is the (B, B) matrix of pair distances.
+
+    Each image (B, L, L, 1) is standardised (zero mean, unit variance: the distance must not
+    depend on the image's scale or offset), encoded once into an embedding (``embed``: (B, K)),
+    and :func:`pairwise_head` compares all pairs.
 
     Parameters
     ----------
-    image_size : side L of the square input images.
-    crop : side of the central square the encoder looks at (default: the whole image). The
-        particle sits in the middle of a box made large enough to turn it (the map's diagonal),
-        so the outer ring is mostly background, or noise only.
-    input_size : side the cropped square is resized to (anti-aliased bilinear) before the
-        convolutions (default: no resizing). Downsampling averages white noise away (binning by
-        2 divides its variance by 4) and makes each step cheaper; the simulated images, their
-        noise and their augmentations keep the full size L.
-    embedding : size K of the embedding.
-    head : one of :data:`HEADS`.
-    filters : channels of the convolution blocks; each block is two 3×3 convolutions, each
-        normalised (``normalization``) and followed by ReLU, then 2×2 max pooling.
-    normalization : one of :data:`cryoposes.options.NORMALIZATIONS` (default ``"batch"``).
-    metadata : JSON-serialisable dict saved with the model (split, training settings, history).
+    image_size : int
+        Side L of the square input images.
+    embedding : int, optional
+        Size K of the embedding.
+    head : str, optional
+        One of :data:`cryoposes.options.HEADS`.
+    filters : sequence of int, optional
+        Channels of the convolution blocks; each block is two 3×3 convolutions, each normalised
+        (``normalization``) and followed by ReLU, then 2×2 max pooling.
+    normalization : str, optional
+        One of :data:`cryoposes.options.NORMALIZATIONS`.
+    metadata : dict, optional
+        JSON-serialisable, saved with the model (split, training settings, history).
+    crop : int, optional
+        Side of the central square the encoder looks at (default: the whole image). The
+        particle sits in the middle of a box large enough to turn it (the map's diagonal), so
+        the outer ring is mostly background, or noise only.
+    input_size : int, optional
+        Side the cropped square is resized to (anti-aliased bilinear) before the convolutions
+        (default: no resizing). Downsampling averages white noise away (binning by 2 divides
+        its variance by 4) and makes each step cheaper; the images and their augmentations
+        keep the full size L.
+    **kwargs
+        Passed to ``keras.Model``.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``head`` or ``normalization``, ``embedding`` < 1, ``crop`` not in
+        [1, ``image_size``], ``input_size`` not in [1, ``crop``], or ``input_size`` too small
+        for one 2×2 pooling per block.
+
+    Examples
+    --------
+    >>> from cryoposes.siamese import SiameseDistance
+    >>> model = SiameseDistance(32, filters=(8, 16), embedding=8)
+    >>> images = np.zeros((3, 32, 32, 1), np.float32)
+    >>> tuple(model.embed(images).shape), tuple(model(images).shape)
+    ((3, 8), (3, 3))
     """
 
     def __init__(self, image_size: int, embedding: int = 64, head: str = "rotation",
@@ -197,6 +257,7 @@ class SiameseDistance(keras.Model):
 
     @classmethod
     def from_config(cls, config):
+        """The model of a :meth:`get_config` dict (untrained: weights are loaded separately)."""
         return cls(**config)
 
 

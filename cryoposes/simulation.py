@@ -48,7 +48,32 @@ CTF_RANGES = {
 
 
 def random_shifts(n: int, radius: float, rng=None) -> np.ndarray:
-    """``n`` shifts (t_x, t_y) in pixels, uniform in the disk of ``radius`` pixels."""
+    """Random shifts ``(t_x, t_y)`` in pixels, uniform in the disk of radius ``radius``.
+
+    The distance to the centre is ``radius·sqrt(u)``, ``u`` uniform in [0, 1), so that the
+    shifts are uniform over the disk's area rather than crowded at its centre.
+
+    Parameters
+    ----------
+    n : int
+        Number of shifts.
+    radius : float
+        Radius of the disk in pixels.
+    rng : numpy.random.Generator or int or None, optional
+        Generator or seed, as for :func:`numpy.random.default_rng`.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n, 2) shifts, as :func:`cryoposes.imaging.shift_images` applies them.
+
+    Examples
+    --------
+    >>> from cryoposes.simulation import random_shifts
+    >>> shifts = random_shifts(1000, radius=3.0, rng=0)
+    >>> shifts.shape, bool(np.all(np.hypot(shifts[:, 0], shifts[:, 1]) <= 3.0))
+    ((1000, 2), True)
+    """
     rng = np.random.default_rng(rng)
     distance = radius * np.sqrt(rng.uniform(size=n))
     angle = rng.uniform(0.0, 2 * np.pi, size=n)
@@ -56,7 +81,30 @@ def random_shifts(n: int, radius: float, rng=None) -> np.ndarray:
 
 
 def random_ctf(n: int, rng=None) -> imaging.CTFParameters:
-    """``n`` CTF parameter sets drawn from :data:`CTF_RANGES`."""
+    """Random CTF parameters for ``n`` particles, drawn uniformly from :data:`CTF_RANGES`.
+
+    ``defocus_v = defocus_u·(1 − a)`` with the astigmatism ``a`` drawn in its range; voltage,
+    spherical aberration and amplitude contrast are the fixed values of the table.
+
+    Parameters
+    ----------
+    n : int
+        Number of particles.
+    rng : numpy.random.Generator or int or None, optional
+        Generator or seed, as for :func:`numpy.random.default_rng`.
+
+    Returns
+    -------
+    cryoposes.imaging.CTFParameters
+        Defoci (Å) and defocus angles (degrees) of shape (n,); the fixed values as scalars.
+
+    Examples
+    --------
+    >>> from cryoposes.simulation import random_ctf
+    >>> ctf = random_ctf(4, rng=0)
+    >>> ctf.defocus_u.shape, bool(np.all(ctf.defocus_v <= ctf.defocus_u)), float(ctf.voltage)
+    ((4,), True, 300.0)
+    """
     rng = np.random.default_rng(rng)
     defocus_u = rng.uniform(*CTF_RANGES["defocus_u"], size=n)
     defocus_v = defocus_u * (1.0 - rng.uniform(*CTF_RANGES["astigmatism"], size=n))

@@ -21,7 +21,7 @@ __all__ = ["spectral_initialization"]
 
 def spectral_initialization(distances, restarts: int = 32, iterations: int = 100, subset: int = 300,
                             seed=0) -> np.ndarray:
-    """Poses (N, 4) from a distance matrix alone, up to the gauges distances cannot see.
+    """Poses from a distance matrix alone, up to the gauges distances cannot see.
 
     ``G = 1 + 2·cos(D)`` equals ``V·Vᵀ`` with ``V`` the N×9 stack of ``vec(Rᵢ)``; its top 9
     eigenpairs give ``Y = U·√Λ = V·Oᵀ`` for an unknown orthogonal ``O``. Alternating projection
@@ -30,6 +30,40 @@ def spectral_initialization(distances, restarts: int = 32, iterations: int = 100
     random orthogonal starts (the smallest residual wins), then polished on all rows. The
     alternation has local minima: on exact distances 10–60% of the starts reach the exact
     ``O`` (measured on 2,000 poses), so 32 starts all fail with odds below 10⁻⁵.
+
+    Parameters
+    ----------
+    distances : array_like
+        (N, N) geodesic distances in radians between the poses, N ≥ 3.
+    restarts : int, optional
+        Most random starts (it stops early at an exact fit).
+    iterations : int, optional
+        Most alternation steps per start, and for the polish.
+    subset : int, optional
+        Number of rows the starts are searched on.
+    seed : None, int or numpy.random.Generator, optional
+        Seed of the row subset and the starts.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, 4) unit quaternions ``(w, x, y, z)``, ``w ≥ 0``: the poses up to some
+        ``q ↦ a ⊗ q ⊗ b`` or ``a ⊗ q̄ ⊗ b`` (score them with :func:`cryoposes.alignment.align_o4`).
+
+    Raises
+    ------
+    ValueError
+        If ``distances`` is not a square matrix with N ≥ 3.
+
+    Examples
+    --------
+    >>> from cryoposes.alignment import align_o4
+    >>> from cryoposes.rotations import pairwise_geodesic_distances, random_quaternions
+    >>> from cryoposes.spectral import spectral_initialization
+    >>> truth = random_quaternions(100, rng=0)
+    >>> poses = spectral_initialization(pairwise_geodesic_distances(truth))
+    >>> poses.shape, bool(align_o4(truth, poses).mean < 0.1)
+    ((100, 4), True)
     """
     distances = np.asarray(distances)
     n = distances.shape[0]

@@ -63,11 +63,29 @@ PAPER_SPLIT = (2512, 838, 1650)
 
 @keras.saving.register_keras_serializable(package="cryoposes")
 class PairDistanceLoss(keras.losses.Loss):
-    """Weighted pair loss on a batch's (B, B) distance matrix.
+    """Weighted pair loss on a batch's (B, B) matrix of predicted distances ``d_p``.
 
     ``y_true`` packs the quaternions and the pair weights: ``[q (B, 4) | W (B, B)]``; the value
     is ``Σ_ij W_ij·err(d_p_ij, d_q_ij) / Σ_ij W_ij``. Each row returns its share so that Keras'
     mean over the batch is that ratio.
+
+    Parameters
+    ----------
+    kind : str, optional
+        ``err``, one of :data:`cryoposes.options.LOSSES`.
+    name : str, optional
+
+    Raises
+    ------
+    ValueError
+        Unknown ``kind``.
+
+    Examples
+    --------
+    >>> from cryoposes.training import PairDistanceLoss
+    >>> y_true = np.concatenate([np.tile([1.0, 0, 0, 0], (3, 1)), 1 - np.eye(3)], axis=1)
+    >>> round(float(PairDistanceLoss("mae")(y_true, np.full((3, 3), 0.5))), 2)
+    0.5
     """
 
     def __init__(self, kind: str = "mae", name: str = "pair_distance_loss", **kwargs):
@@ -148,8 +166,31 @@ class Augmentation:
 def flat_histogram_weights(quaternions, bins: int = 32, pairs: int = 200_000, seed: int = 0):
     """Function d_q ↦ weight that flattens the histogram of d_q over pairs of ``quaternions``.
 
-    The histogram is estimated from ``pairs`` random pairs; weights are 1 / frequency of the
-    bin, normalised to mean 1 over the pairs (empty bins get the largest weight seen).
+    Weights are 1 / frequency of the bin, normalised to mean 1 over the pairs (empty bins get
+    the largest weight seen).
+
+    Parameters
+    ----------
+    quaternions : array_like
+        (N, 4) poses.
+    bins : int, optional
+        Bins of the histogram over [0, π].
+    pairs : int, optional
+        Random pairs it is estimated from.
+    seed : int, optional
+
+    Returns
+    -------
+    callable
+        ``weight(d)``: weights of the same shape as the distances ``d`` (radians).
+
+    Examples
+    --------
+    >>> from cryoposes import rotations
+    >>> from cryoposes.training import flat_histogram_weights
+    >>> weight = flat_histogram_weights(rotations.random_quaternions(100, np.random.default_rng(0)))
+    >>> w = weight(np.array([0.2, 2.0])); w.shape, bool(w[0] > w[1])  # small d_q are rare
+    ((2,), True)
     """
     quaternions = np.asarray(quaternions, dtype=float)
     rng = np.random.default_rng(seed)
@@ -175,9 +216,38 @@ class PairBatches(keras.utils.PyDataset):
 
     Shuffled each epoch (drop-last, so every step has the same shape); augmentation and the
     shuffle are seeded by ``(seed, epoch, batch)``, so a batch is a pure function of its epoch
-    and index (``epoch`` is set by :func:`train` at the start of each epoch). ``sampling``: ``all`` pairs i ≠ j;
-    ``fraction``: a fixed random ``pair_fraction`` of the pairs of the whole set (the paper's
-    1%), restricted to each batch; ``flat``: weights flattening the d_q histogram.
+    and index (``epoch`` is set by :func:`train` at the start of each epoch).
+
+    Parameters
+    ----------
+    images : array_like
+        (N, L, L).
+    quaternions : array_like
+        (N, 4) poses of the images.
+    batch_size : int, optional
+        Images per batch B (at most N).
+    seed : int, optional
+    augmentation : Augmentation, optional
+        Applied to each batch (default: none).
+    sampling : str, optional
+        Pair weights W, one of :data:`cryoposes.options.TRAINING_SAMPLINGS`: ``"all"`` pairs
+        i ≠ j; ``"fraction"``: a fixed random ``pair_fraction`` of the pairs of the whole set
+        (the paper's 1%), restricted to each batch; ``"flat"``: :func:`flat_histogram_weights`.
+    pair_fraction : float, optional
+    shuffle : bool, optional
+        False: the same batches and augmentation every epoch (validation).
+
+    Raises
+    ------
+    ValueError
+        Unknown ``sampling``, fewer than 2 images, or ``pair_fraction`` outside (0, 1].
+
+    Examples
+    --------
+    >>> from cryoposes.training import PairBatches
+    >>> batches = PairBatches(np.random.default_rng(0).random((8, 16, 16)), np.eye(4)[[0] * 8], 4)
+    >>> images, target = batches[0]; len(batches), images.shape, target.shape
+    (2, (4, 16, 16, 1), (4, 8))
     """
 
     def __init__(self, images, quaternions, batch_size: int = 64, seed: int = 0,
@@ -227,10 +297,31 @@ class PairBatches(keras.utils.PyDataset):
 
 
 def split_indices(n: int, fractions=None, seed: int = 0) -> dict:
-    """Disjoint random train / validation / test image indices (sorted int arrays).
+    """Disjoint random train / validation / test image indices.
 
-    ``fractions`` (train, validation) default to the paper's 2,512 / 838 of 5,000; the rest is
-    test (1,650 of 5,000).
+    Parameters
+    ----------
+    n : int
+        Number of images.
+    fractions : tuple of float, optional
+        (train, validation); the rest is test. Default: the paper's :data:`PAPER_SPLIT`.
+    seed : int, optional
+
+    Returns
+    -------
+    dict
+        ``"train"``, ``"validation"``, ``"test"`` → sorted int arrays of indices.
+
+    Raises
+    ------
+    ValueError
+        Fractions not positive or summing to 1 or more, or fewer than 2 images in a set.
+
+    Examples
+    --------
+    >>> from cryoposes.training import split_indices
+    >>> {name: len(indices) for name, indices in split_indices(5000).items()}
+    {'train': 2512, 'validation': 838, 'test': 1650}
     """
     if fractions is None:
         fractions = (PAPER_SPLIT[0] / sum(PAPER_SPLIT), PAPER_SPLIT[1] / sum(PAPER_SPLIT))
@@ -251,7 +342,33 @@ def split_indices(n: int, fractions=None, seed: int = 0) -> dict:
 
 @dataclass
 class TrainingConfig:
-    """Settings of :func:`train` (all saved in the model's metadata)."""
+    """Settings of :func:`train` (all saved in the model's metadata).
+
+    Attributes
+    ----------
+    embedding, head, filters, normalization, crop, input_size
+        The network: :class:`~cryoposes.siamese.SiameseDistance`'s parameters.
+    loss : str
+        One of :data:`cryoposes.options.LOSSES` (:class:`PairDistanceLoss`).
+    epochs, batch_size, patience : int
+        Most epochs; images per batch; epochs without a lower validation loss before stopping.
+    learning_rate : float
+        Adam's initial learning rate.
+    schedule : str
+        ``"cosine"`` (decays to 1% over the planned steps) or ``"constant"``.
+    sampling, pair_fraction
+        Pair weights, as :class:`PairBatches`.
+    seed : int
+        Seeds the split, the weights, the batches and their augmentation.
+    augmentation : Augmentation
+        Of the training batches (validation batches: the same without rotation).
+
+    Examples
+    --------
+    >>> from cryoposes.training import Augmentation, TrainingConfig
+    >>> TrainingConfig(epochs=5, augmentation=Augmentation(snr_db=-10.0)).augmentation.snr_db
+    -10.0
+    """
 
     embedding: int = 64
     head: str = "rotation"
@@ -272,8 +389,30 @@ class TrainingConfig:
 
 
 def recompute_batch_statistics(model: SiameseDistance, batches: PairBatches, passes: int = 40):
-    """Refresh the BatchNorm evaluation statistics with training-mode passes over ``batches``
-    (no weight change): after ``passes`` batches the statistics from before weigh 0.9^passes."""
+    """Refresh the BatchNorm evaluation statistics with training-mode passes over ``batches``.
+
+    The moving statistics kept during training lag behind the weights; passes in training mode
+    change no weight, and after ``passes`` batches the statistics from before weigh
+    0.9^passes. Does nothing without BatchNorm.
+
+    Parameters
+    ----------
+    model : SiameseDistance
+        Updated in place.
+    batches : PairBatches
+        Training batches, cycled through.
+    passes : int, optional
+
+    Examples
+    --------
+    >>> from cryoposes.siamese import SiameseDistance
+    >>> from cryoposes.training import PairBatches, recompute_batch_statistics
+    >>> model = SiameseDistance(32, filters=(8, 16), embedding=8)
+    >>> batches = PairBatches(np.random.default_rng(0).random((8, 32, 32)), np.eye(4)[[0] * 8], 4)
+    >>> recompute_batch_statistics(model, batches, passes=2)
+    >>> bool(np.any(model.encoder.get_layer("block0_norm0").moving_mean.numpy() != 0))
+    True
+    """
     if model.normalization != "batch":
         return
     for step in range(passes):
@@ -288,6 +427,17 @@ def set_seed(seed: int):
     irreversible, and it turns off XLA for every later model (orientation recovery in the same
     process ran ~5× slower). CPU kernels are deterministic without it (tested:
     same seed → same weights, and a resumed run equals an uninterrupted one).
+
+    Parameters
+    ----------
+    seed : int
+
+    Examples
+    --------
+    >>> from cryoposes.training import set_seed
+    >>> set_seed(1); first = np.random.random()
+    >>> set_seed(1); bool(np.random.random() == first)
+    True
     """
     keras.utils.set_random_seed(int(seed))
 
@@ -354,19 +504,53 @@ def train(images, quaternions, split: dict | None = None, config: TrainingConfig
           backup_dir=None, progress: bool = True, metadata: dict | None = None, initial=None):
     """Train a :class:`SiameseDistance` on the train images, validating on the validation ones.
 
-    ``split`` maps "train"/"validation"/"test" to indices into ``images`` (default
-    :func:`split_indices` with the seed). With ``backup_dir``, training resumes from the last
-    finished epoch after an interruption (Keras ``BackupAndRestore``); the directory is
-    kept (with the losses and the best weights so far) and is the caller's to remove. Training
-    stops early after ``patience`` epochs without a lower validation loss (the count restarts
-    on resume) and ends with the weights of the best epoch. Returns the model; its ``metadata``
-    holds the config, split and loss history.
+    Training stops early after ``config.patience`` epochs without a lower validation loss (the
+    count restarts on resume), ends with the weights of the best epoch, then recomputes the
+    BatchNorm statistics (:func:`recompute_batch_statistics`).
 
-    ``initial`` (a model or a ``.keras`` path) starts from that model's weights instead of a
-    random initialisation: fine-tuning, e.g. a network trained on clean images continued on
-    noisy ones (a curriculum: it learns the poses first, then to see them through the noise).
-    It must have the same architecture and have been trained on the same split of the same
-    images, or its "test" images would not be unseen.
+    Parameters
+    ----------
+    images : array_like
+        (N, L, L).
+    quaternions : array_like
+        (N, 4) poses of the images.
+    split : dict, optional
+        ``"train"``, ``"validation"``, ``"test"`` → indices into ``images`` (default:
+        :func:`split_indices` with ``config.seed``).
+    config : TrainingConfig, optional
+    backup_dir : str or os.PathLike, optional
+        Resume from the last finished epoch after an interruption (Keras ``BackupAndRestore``);
+        the directory is kept (with the losses and the best weights so far): the caller's to remove.
+    progress : bool, optional
+        Show a tqdm bar.
+    metadata : dict, optional
+        More JSON-serialisable entries for the model's ``metadata``.
+    initial : SiameseDistance or str or os.PathLike, optional
+        Start from this model's weights: fine-tuning, e.g. on noisy images after clean ones (a
+        curriculum: poses first, then seeing them through the noise). It must have the same
+        architecture and split of the same images, or its "test" images would not be unseen.
+
+    Returns
+    -------
+    SiameseDistance
+        Its ``metadata`` holds ``"config"``, ``"split"`` and ``"history"`` (losses per epoch).
+
+    Raises
+    ------
+    ValueError
+        Images not (N, L, L), not one quaternion per image, or an unknown setting.
+    InputError
+        ``initial`` has another architecture or split.
+
+    Examples
+    --------
+    >>> from cryoposes import rotations
+    >>> from cryoposes.training import TrainingConfig, train
+    >>> rng, config = np.random.default_rng(0), TrainingConfig(embedding=4, filters=(4,), epochs=1)
+    >>> model = train(rng.random((12, 8, 8)), rotations.random_quaternions(12, rng), config=config,
+    ...               progress=False)
+    >>> len(model.metadata["history"]["loss"]), model.metadata["split"]["test"]
+    (1, [0, 1, 5, 10])
     """
     config = config or TrainingConfig()
     images = np.asarray(images, dtype=np.float32)

@@ -41,13 +41,32 @@ DEFAULT_RESOLUTION_VOXELS = 3.0
 
 @dataclass(frozen=True)
 class Volume:
-    """A 3-D density, ``data[z, y, x]`` (float32), sampled every ``voxel_size`` Å."""
+    """A 3-D density map and its voxel size (immutable).
+
+    The projector needs a cube of side ``L`` and rotates about the voxel ``L // 2``.
+
+    Attributes
+    ----------
+    data : numpy.ndarray
+        (L_z, L_y, L_x) density, float32, indexed ``[z, y, x]``.
+    voxel_size : float
+        Sampling step in Å.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes.volumes import Volume
+    >>> volume = Volume(np.zeros((8, 8, 8), dtype=np.float32), voxel_size=2.0)
+    >>> volume.shape, volume.box
+    ((8, 8, 8), 8)
+    """
 
     data: np.ndarray
     voxel_size: float
 
     @property
     def shape(self):
+        """Shape of ``data``, ``(L_z, L_y, L_x)``."""
         return self.data.shape
 
     @property
@@ -59,7 +78,33 @@ class Volume:
 
 
 def validate(array, name: str = "volume") -> np.ndarray:
-    """Return ``array`` as float32 after checking it is a finite, non-constant 3-D array."""
+    """Return ``array`` as float32 after checking it is a finite, non-constant 3-D array.
+
+    Parameters
+    ----------
+    array : array_like
+        Candidate volume.
+    name : str, optional
+        Name used in the error messages (a file name, say).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``array`` as float32, same shape.
+
+    Raises
+    ------
+    cryoposes.errors.InputError
+        If ``array`` is not 3-D and numeric, has a side under 2, NaN or infinite values, or is
+        constant (a subclass of ValueError).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes.volumes import validate
+    >>> validate(np.arange(8).reshape(2, 2, 2)).dtype
+    dtype('float32')
+    """
     array = np.asarray(array)
     if array.ndim != 3:
         raise InputError(f"{name} must be 3-D, got {array.ndim} dimension(s) with shape {array.shape}")
@@ -82,7 +127,37 @@ def _check_voxel_size(voxel_size, name):
 
 
 def load_map(path) -> Volume:
-    """Read an MRC/CCP4 map (``.mrc``, ``.map``) with mrcfile, axes put in ``[z, y, x]`` order."""
+    """Read an MRC/CCP4 map (``.mrc``, ``.map``) with mrcfile, axes put in ``[z, y, x]`` order.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The map file.
+
+    Returns
+    -------
+    Volume
+        The validated float32 density and the header's voxel size in Å.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no file at ``path``.
+    cryoposes.errors.InputError
+        If the file is not a readable map or its data fail :func:`validate`.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from cryoposes.volumes import Volume, load_map, save_map
+    >>> density = np.random.default_rng(0).random((4, 6, 8), dtype=np.float32)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     save_map(Volume(density, 1.5), os.path.join(folder, "map.mrc"))
+    ...     volume = load_map(os.path.join(folder, "map.mrc"))
+    >>> volume.shape, volume.voxel_size, bool(np.array_equal(volume.data, density))
+    ((4, 6, 8), 1.5, True)
+    """
     import mrcfile
 
     path = os.fspath(path)
@@ -106,7 +181,25 @@ def load_map(path) -> Volume:
 
 
 def save_map(volume: Volume, path) -> None:
-    """Write ``volume`` to an MRC file with its voxel size."""
+    """Write ``volume`` to an MRC file with its voxel size, replacing any file there.
+
+    Parameters
+    ----------
+    volume : Volume
+        The density, written as float32 in ``[z, y, x]`` order.
+    path : str or os.PathLike
+        The file to write (``.mrc``).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from cryoposes.volumes import Volume, save_map
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     save_map(Volume(np.ones((4, 4, 4), dtype=np.float32), 2.0), os.path.join(folder, "map.mrc"))
+    ...     print(os.listdir(folder))
+    ['map.mrc']
+    """
     import mrcfile
 
     with mrcfile.new(os.fspath(path), overwrite=True) as mrc:
@@ -115,13 +208,58 @@ def save_map(volume: Volume, path) -> None:
 
 
 def rotation_safe_size(volume: Volume) -> int:
-    """Side of the cube that keeps the whole array inside under any rotation about its centre:
-    the array's diagonal (the 2021 paper's detector size, 116–117 px for 5j0n)."""
+    """Side of the cube that keeps the whole array inside under any rotation about its centre.
+
+    That is the array's diagonal (the 2021 paper's detector size, 116–117 px for 5j0n).
+
+    Parameters
+    ----------
+    volume : Volume
+        Any shape.
+
+    Returns
+    -------
+    int
+        The diagonal in voxels, rounded up.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes.volumes import Volume, rotation_safe_size
+    >>> rotation_safe_size(Volume(np.ones((3, 4, 12), dtype=np.float32), 1.0))
+    13
+    """
     return int(np.ceil(np.sqrt(np.sum(np.square(volume.shape)))))
 
 
 def pad_to_cube(volume: Volume, size: int | None = None) -> Volume:
-    """Pad ``volume`` with zeros, centred, to a cube of side ``size`` (default: its largest side)."""
+    """Pad ``volume`` with zeros, centred, to a cube of side ``size``.
+
+    Parameters
+    ----------
+    volume : Volume
+        Any shape.
+    size : int, optional
+        Side of the cube (default: the volume's largest side).
+
+    Returns
+    -------
+    Volume
+        (size, size, size), same voxel size.
+
+    Raises
+    ------
+    ValueError
+        If ``size`` is smaller than a side of the volume.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes.volumes import Volume, pad_to_cube
+    >>> volume = Volume(np.ones((3, 4, 12), dtype=np.float32), 1.0)
+    >>> pad_to_cube(volume).shape, pad_to_cube(volume, 13).shape
+    ((12, 12, 12), (13, 13, 13))
+    """
     shape = np.array(volume.shape)
     size = int(shape.max() if size is None else size)
     if size < shape.max():
@@ -133,9 +271,36 @@ def pad_to_cube(volume: Volume, size: int | None = None) -> Volume:
 
 
 def resample(volume: Volume, box: int) -> Volume:
-    """Resample a cubic volume to ``box``³ voxels over the same field of view, by cropping or
-    zero-padding its Fourier transform (band-limited, no aliasing); the voxel size scales by
-    ``L / box``."""
+    """Resample a cubic volume to a cube of side ``box`` over the same field of view.
+
+    Crops or zero-pads its Fourier transform (band-limited, no aliasing); the voxel size scales
+    by ``L / box`` and the mean voxel value is kept.
+
+    Parameters
+    ----------
+    volume : Volume
+        (L, L, L).
+    box : int
+        New side in voxels.
+
+    Returns
+    -------
+    Volume
+        (box, box, box) float32, voxel size ``voxel_size · L / box``.
+
+    Raises
+    ------
+    ValueError
+        If ``box`` is under 2 or the volume is not cubic.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes.volumes import Volume, resample
+    >>> finer = resample(Volume(np.ones((8, 8, 8), dtype=np.float32), 1.0), 16)
+    >>> finer.shape, finer.voxel_size, round(float(finer.data.mean()), 3)
+    ((16, 16, 16), 0.5, 1.0)
+    """
     box = int(box)
     if box < 2:
         raise ValueError(f"box must be at least 2 voxels, got {box}")
@@ -155,8 +320,32 @@ def resample(volume: Volume, box: int) -> Volume:
 
 
 def normalize(volume: Volume) -> Volume:
-    """Scale the density so that its maximum is 1 (projections are rescaled later anyway; this
-    keeps numbers comparable between proteins)."""
+    """Scale the density so that its largest absolute value is 1.
+
+    Projections are rescaled later anyway; this keeps numbers comparable between proteins.
+
+    Parameters
+    ----------
+    volume : Volume
+        Any shape.
+
+    Returns
+    -------
+    Volume
+        float32, same voxel size.
+
+    Raises
+    ------
+    ValueError
+        If the volume is all zeros.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes.volumes import Volume, normalize
+    >>> float(normalize(Volume(np.full((2, 2, 2), 4.0), 1.0)).data.max())
+    1.0
+    """
     peak = float(np.max(np.abs(volume.data)))
     if peak == 0:
         raise ValueError("volume is empty (all zeros)")
@@ -165,14 +354,46 @@ def normalize(volume: Volume) -> Volume:
 
 def map_from_model(path, box: int, resolution: float | None = None,
                    voxel_size: float | None = None) -> Volume:
-    """Density map of an atomic model (mmCIF or PDB) in a cubic box of ``box``³ voxels.
+    """Density map of an atomic model (mmCIF or PDB) in a cube of side ``box`` voxels.
 
-    The model (waters and hydrogens removed) is centred on its bounding sphere. Without
-    ``voxel_size``, the voxel size is chosen so that the sphere plus a margin of three blur widths fits the box,
-    so no density leaves the box under rotation and nothing wraps round the periodic grid.
-    Electron scattering factors (gemmi's ``DensityCalculatorE``) are summed on the grid, then
-    blurred to ``resolution`` Å (default: :data:`DEFAULT_RESOLUTION_VOXELS` voxels) with a Gaussian as Chimera's
-    ``molmap``.
+    The model (waters and hydrogens removed) is centred on its bounding sphere, at voxel
+    ``box // 2``. Without ``voxel_size``, the sphere plus three blur widths fits the box, so no
+    density leaves it under rotation or wraps round the periodic grid. Electron scattering
+    factors (gemmi's ``DensityCalculatorE``) are summed on the grid, then blurred with a Gaussian
+    as Chimera's ``molmap``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The model file.
+    box : int
+        Side of the box in voxels, at least 8.
+    resolution : float, optional
+        Blur in Å (default: ``DEFAULT_RESOLUTION_VOXELS`` voxels).
+    voxel_size : float, optional
+        Voxel size in Å (default: the smallest that fits).
+
+    Returns
+    -------
+    Volume
+        (box, box, box) float32.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no file at ``path``.
+    cryoposes.errors.InputError
+        If the file is not a readable model.
+    ValueError
+        If ``box`` is under 8, the model has no atoms, or it does not fit the box.
+
+    Examples
+    --------
+    >>> from cryoposes.data import protein_path
+    >>> from cryoposes.volumes import map_from_model
+    >>> volume = map_from_model(protein_path("8qjx", download=False), box=16)
+    >>> volume.shape, round(volume.voxel_size, 1)
+    ((16, 16, 16), 14.8)
     """
     import gemmi
 
@@ -236,8 +457,42 @@ def map_from_model(path, box: int, resolution: float | None = None,
 
 
 def load_protein(name: str, box: int = 64, path=None, resolution: float | None = None) -> Volume:
-    """A named protein (see :mod:`cryoposes.data`) as a normalised cubic ``box``³ volume whose
-    content stays inside the box under any rotation, ready to project."""
+    """A named protein as a normalised cubic volume, ready to project.
+
+    Maps are padded to :func:`rotation_safe_size` and resampled, models go through
+    :func:`map_from_model`; either way the content stays inside the box under any rotation.
+
+    Parameters
+    ----------
+    name : str
+        A name of :data:`cryoposes.data.PROTEINS`, such as ``"5j0n"``.
+    box : int, optional
+        Side of the box in voxels, at least 8.
+    path : str or os.PathLike, optional
+        The protein's file (default: found by :func:`cryoposes.data.protein_path`).
+    resolution : float, optional
+        Gaussian blur in Å (default: none for maps, as :func:`map_from_model` for models).
+
+    Returns
+    -------
+    Volume
+        (box, box, box) float32, maximum absolute value 1.
+
+    Raises
+    ------
+    ValueError
+        If ``box`` is under 8 or the name is unknown (:class:`cryoposes.errors.InputError`).
+    FileNotFoundError
+        If the file is neither local nor downloadable.
+
+    Examples
+    --------
+    >>> from cryoposes.volumes import load_protein
+    >>> volume = load_protein("5j0n", box=32)
+    >>> volume.shape, round(volume.voxel_size, 2), float(volume.data.max())
+    ((32, 32, 32), 13.41, 1.0)
+    """
+
     box = int(box)
     if box < 8:
         raise ValueError(f"box must be at least 8 voxels, got {box}")

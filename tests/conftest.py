@@ -1,15 +1,6 @@
-"""Shared test set-up: the test data folder and small volumes built once per session."""
-
-import os
-from pathlib import Path
+"""Shared test fixtures: small volumes and a small trained model, built once per session."""
 
 import pytest
-
-# Tests read the shared data beside the repository unless CRYOPOSES_DATA says otherwise.
-_SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-os.environ.setdefault("CRYOPOSES_DATA", str(_SHARED_DATA))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 
 def require_protein_file(name):
