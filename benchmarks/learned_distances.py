@@ -22,7 +22,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from cryoposes import __version__, studies, training
+from cryoposes import __version__, batches, studies, training
 from cryoposes.options import TURNS
 from cryoposes.recovery import RecoveryConfig
 
@@ -116,7 +116,7 @@ def main() -> None:
         embedding=args.embedding, head=args.head, loss=args.loss, epochs=args.epochs,
         batch_size=args.batch_size, seed=args.seed, normalization=args.normalization, patience=args.patience,
         crop=args.crop, input_size=args.input_size, learning_rate=args.learning_rate,
-        augmentation=training.Augmentation(rotate=not args.no_rotate))
+        augmentation=batches.Augmentation(rotate=not args.no_rotate))
     result = studies.experiment(args.protein, args.images, args.size, args.coverage, args.snr_db, config,
                                 inits=tuple(args.inits), recovery=RecoveryConfig(steps=args.recovery_steps),
                                 symmetry=args.symmetry, seed=args.seed, zoom=args.zoom, progress=True,

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from cryoposes import __version__, rotations, siamese, training
+from cryoposes import __version__, batches, rotations, siamese, training
 
 
 def _machine() -> str:
@@ -35,15 +35,15 @@ def training_throughput(size: int, batch_size: int, steps: int, normalization: s
     quaternions = rotations.random_quaternions(batch_size, rng)
     model = siamese.SiameseDistance(size, head=head, normalization=normalization)
     model.compile(optimizer="adam", loss=training.PairDistanceLoss("mae"))
-    batches = training.PairBatches(images, quaternions, batch_size, seed)
-    x, y = batches[0]
+    pair_batches = batches.PairBatches(images, quaternions, batch_size, seed)
+    x, y = pair_batches[0]
     for _ in range(2):  # tracing and first-call allocation
         model.train_on_batch(x, y)
     start = time.perf_counter()
     for _ in range(steps):
         model.train_on_batch(x, y)
     seconds = (time.perf_counter() - start) / steps
-    augmentation = training.Augmentation(rotate=True)
+    augmentation = batches.Augmentation(rotate=True)
     start = time.perf_counter()
     augmentation(images, quaternions, rng)
     rotate_seconds = time.perf_counter() - start

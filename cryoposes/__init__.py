@@ -4,20 +4,26 @@ Modules, one per domain (each imports only the ones above it in this list):
 
 - :mod:`cryoposes.options` — the named choices of every method and their defaults (imports nothing);
 - :mod:`cryoposes.errors` — :class:`~cryoposes.errors.InputError`, the user's bad input;
-- :mod:`cryoposes.rotations` — the quaternion / Euler / matrix convention, distances, sampling,
-  symmetry (read its docstring once: every other module uses it);
+- :mod:`cryoposes.rotations` — the quaternion / Euler / matrix convention, distances, sampling
+  (read its docstring once: every other module uses it);
+- :mod:`cryoposes.symmetry` — point groups C_n, D_n and distances up to them;
 - :mod:`cryoposes.data` — named proteins and where their files come from;
 - :mod:`cryoposes.volumes` — density maps: loading, validation, boxing, maps from atomic models;
 - :mod:`cryoposes.projection` — the projector P_θ (CPU Fourier slice; ASTRA on a GPU);
-- :mod:`cryoposes.imaging` — in-plane rotation, shift S_t, CTF C_φ and noise n;
+- :mod:`cryoposes.imaging` — in-plane rotation, shift S_t and noise n;
+- :mod:`cryoposes.ctf` — the contrast transfer function C_φ;
 - :mod:`cryoposes.particles` — particle datasets on disk (.mrcs + RELION .star);
 - :mod:`cryoposes.simulation` — simulated datasets y = C·S·P·x + n (the one image maker);
 - :mod:`cryoposes.distances` — the Euclidean baseline distance;
 - :mod:`cryoposes.alignment` — scoring poses up to the physical or the O(4) gauge;
+- :mod:`cryoposes.reconstruction` — a map from images and poses (+ shifts, CTF), half maps;
+- :mod:`cryoposes.fsc` — Fourier shell correlation and resolution;
+- :mod:`cryoposes.gauge` — physical poses from distance-only poses, using the images (common lines);
 - :mod:`cryoposes.callbacks` — Keras callbacks shared by the two fits;
 - :mod:`cryoposes.spectral` — the spectral start: poses from a distance matrix alone;
 - :mod:`cryoposes.recovery` — orientation recovery from pairwise distances;
 - :mod:`cryoposes.siamese` — the learned distance network and its use on images;
+- :mod:`cryoposes.batches` — training batches: augmented images and their pair weights;
 - :mod:`cryoposes.training` — training the distance network;
 - :mod:`cryoposes.studies` — the whole method on simulated data, for the book and benchmarks;
 - :mod:`cryoposes.plotting` — interactive plotly figures for the book;

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cryoposes import rotations
+from cryoposes import rotations, symmetry as point_groups
 from cryoposes.rotations import nearest_rotation
 
 __all__ = [
@@ -134,9 +134,9 @@ class Alignment:
 
 
 def _errors_degrees(q_true, aligned, symmetry):
-    if rotations.symmetry_group(symmetry).shape[0] == 1:
+    if point_groups.symmetry_group(symmetry).shape[0] == 1:
         return np.degrees(rotations.geodesic_distance(q_true, aligned))
-    return np.degrees(rotations.symmetric_geodesic_distance(q_true, aligned, symmetry))
+    return np.degrees(point_groups.symmetric_geodesic_distance(q_true, aligned, symmetry))
 
 
 def _check_pair(q_true, q_est):
@@ -219,7 +219,7 @@ def _symmetric_targets(group_matrices, true_matrices, estimates, a, b):
 
 def _align(q_true, q_est, kind, symmetry, refine, seed):
     q_true, q_est = _check_pair(q_true, q_est)
-    group = rotations.symmetry_group(symmetry)
+    group = point_groups.symmetry_group(symmetry)
     group_matrices = rotations.quaternion_to_matrix(group)
     true_matrices = rotations.quaternion_to_matrix(q_true)
     best = None

@@ -38,7 +38,7 @@ import pandas as pd
 import starfile
 
 from cryoposes.errors import InputError
-from cryoposes.imaging import CTFParameters
+from cryoposes.ctf import CTFParameters
 from cryoposes.rotations import euler_to_quaternion, quaternion_to_euler
 
 __all__ = [
@@ -82,7 +82,7 @@ class ParticleDataset:
         (N, 2) shifts ``(t_x, t_y)`` in pixels applied to each projection; None gives zeros.
     pixel_size : float
         Pixel size in Å.
-    ctf : cryoposes.imaging.CTFParameters or None
+    ctf : cryoposes.ctf.CTFParameters or None
         CTF parameters, one value per particle; None: no CTF.
     metadata : dict
         How the data were made (str, int, float or bool values).

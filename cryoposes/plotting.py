@@ -3,8 +3,8 @@
 Figures are returned, not shown: the last expression of a notebook cell displays them. Call
 :func:`setup_notebook` once at the top of a chapter so that they render in the built book.
 
-Why a renderer of our own
--------------------------
+**Why a renderer of our own.**
+
 Plotly ≥ 6 puts only ``application/vnd.plotly.v1+json`` in a notebook output, which Jupyter
 Book 1 drops. The ``"notebook"`` renderer embeds the whole plotly.js (≈ 4.7 MB) into every
 notebook. :data:`RENDERER` instead writes both the plotly JSON (drawn by JupyterLab and VS Code)

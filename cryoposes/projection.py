@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 
 from cryoposes.rotations import quaternion_to_matrix
 
-__all__ = ["METHODS", "REFERENCES", "project", "project_reference", "bandlimited_grid", "cuda_available"]
+__all__ = ["METHODS", "REFERENCES", "project", "project_reference", "bandlimited_grid", "cuda_available", "astra_geometry"]
 
 #: Projector names accepted by :func:`project`.
 METHODS = ("auto", "fourier", "astra")
@@ -231,6 +231,36 @@ def _workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+def astra_geometry(rotations: np.ndarray, length: int) -> dict:
+    """ASTRA's ``parallel3d_vec`` geometry of images ``length`` pixels wide at the poses
+    ``rotations`` (N, 3, 3), in the convention of this module (shared with
+    :mod:`cryoposes.reconstruction`; create nothing on the GPU).
+
+    Parameters
+    ----------
+    rotations : numpy.ndarray
+        (N, 3, 3) pose matrices.
+    length : int
+        Image and volume side L.
+
+    Returns
+    -------
+    dict
+        The projection geometry, for ``astra.create_sino3d_gpu`` or ``astra.data3d.create``.
+    """
+    import astra
+
+    # ASTRA puts the origin at the middle of the array, index (L − 1)/2; ours is at index L // 2.
+    origin = np.full(3, length // 2 - (length - 1) / 2)
+    # ASTRA's detector pixel (row, col) sits at d + (col − L/2 + 0.5)·u + (row − L/2 + 0.5)·v;
+    # ours, (iy, ix), at origin + (ix − L//2)·R e_x + (iy − L//2)·R e_y.
+    pixel_shift = length // 2 - length / 2 + 0.5
+    # Columns of R in (x, y, z) order, as ASTRA wants them.
+    ray, u, v = rotations[:, :, 2], rotations[:, :, 0], rotations[:, :, 1]
+    detector = origin - pixel_shift * (u + v)
+    return astra.create_proj_geom("parallel3d_vec", length, length, np.concatenate([ray, detector, u, v], axis=1))
+
+
 def _astra_projector(data: np.ndarray):
     """ASTRA ``parallel3d_vec`` projector (call only when :func:`cuda_available`)."""
     import astra
@@ -238,19 +268,9 @@ def _astra_projector(data: np.ndarray):
     length = data.shape[0]
     volume_geometry = astra.create_vol_geom(length, length, length)  # rows (y), columns (x), slices (z)
     volume = np.ascontiguousarray(data, dtype=np.float32)
-    # ASTRA puts the origin at the middle of the array, index (L − 1)/2; ours is at index L // 2.
-    origin = np.full(3, length // 2 - (length - 1) / 2)
-    # ASTRA's detector pixel (row, col) sits at d + (col − L/2 + 0.5)·u + (row − L/2 + 0.5)·v;
-    # ours, (iy, ix), at origin + (ix − L//2)·R e_x + (iy − L//2)·R e_y.
-    pixel_shift = length // 2 - length / 2 + 0.5
 
     def projector(rotations: np.ndarray) -> np.ndarray:
-        # Columns of R in (x, y, z) order, as ASTRA wants them.
-        ray, u, v = rotations[:, :, 2], rotations[:, :, 0], rotations[:, :, 1]
-        detector = origin - pixel_shift * (u + v)
-        vectors = np.concatenate([ray, detector, u, v], axis=1)
-        geometry = astra.create_proj_geom("parallel3d_vec", length, length, vectors)
-        sinogram_id, sinogram = astra.create_sino3d_gpu(volume, geometry, volume_geometry)
+        sinogram_id, sinogram = astra.create_sino3d_gpu(volume, astra_geometry(rotations, length), volume_geometry)
         astra.data3d.delete(sinogram_id)
         return np.transpose(sinogram, (1, 0, 2))  # (rows, angles, columns) → (angles, rows, columns)
 

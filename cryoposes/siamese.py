@@ -1,7 +1,7 @@
 """The learned distance d_p: a Siamese network, and its use on new images.
 
-The network
------------
+**The network.**
+
 A shared CNN encoder ``G_w`` (optional central crop and anti-aliased downsampling of the input,
 per-image standardisation, convolution blocks with BatchNorm, GroupNorm or no normalisation
 (:data:`cryoposes.options.NORMALIZATIONS`) and ReLU, max pooling, global average pooling, a
@@ -25,8 +25,8 @@ embeddings into a distance. Three heads (:data:`cryoposes.options.HEADS`):
 
 Training lives in :mod:`cryoposes.training`.
 
-Using a trained model
----------------------
+**Using a trained model.**
+
 :func:`distance_matrix` embeds each image once and evaluates the head on all pairs of
 embeddings (N×N, float64), averaged over in-plane turns of the images. The image split
 (train / validation / test indices into the dataset trained on) is stored in the saved model

@@ -32,6 +32,7 @@ import math
 import numpy as np
 
 from cryoposes import data, imaging, projection, rotations, volumes
+from cryoposes.ctf import CTFParameters, apply_ctf
 
 __all__ = ["CTF_RANGES", "random_shifts", "random_ctf", "simulate", "with_noise"]
 
@@ -80,7 +81,7 @@ def random_shifts(n: int, radius: float, rng=None) -> np.ndarray:
     return np.stack([distance * np.cos(angle), distance * np.sin(angle)], axis=1)
 
 
-def random_ctf(n: int, rng=None) -> imaging.CTFParameters:
+def random_ctf(n: int, rng=None) -> CTFParameters:
     """Random CTF parameters for ``n`` particles, drawn uniformly from :data:`CTF_RANGES`.
 
     ``defocus_v = defocus_u·(1 − a)`` with the astigmatism ``a`` drawn in its range; voltage,
@@ -95,7 +96,7 @@ def random_ctf(n: int, rng=None) -> imaging.CTFParameters:
 
     Returns
     -------
-    cryoposes.imaging.CTFParameters
+    cryoposes.ctf.CTFParameters
         Defoci (Å) and defocus angles (degrees) of shape (n,); the fixed values as scalars.
 
     Examples
@@ -108,7 +109,7 @@ def random_ctf(n: int, rng=None) -> imaging.CTFParameters:
     rng = np.random.default_rng(rng)
     defocus_u = rng.uniform(*CTF_RANGES["defocus_u"], size=n)
     defocus_v = defocus_u * (1.0 - rng.uniform(*CTF_RANGES["astigmatism"], size=n))
-    return imaging.CTFParameters(
+    return CTFParameters(
         defocus_u=defocus_u,
         defocus_v=defocus_v,
         defocus_angle=rng.uniform(*CTF_RANGES["defocus_angle"], size=n),
@@ -206,7 +207,7 @@ def simulate(protein: str | volumes.Volume, n: int, size: int, coverage: str = "
         images = imaging.shift_images(images, shifts)
     ctf_parameters = random_ctf(n, ctf_rng) if ctf else None
     if ctf_parameters is not None:
-        images = imaging.apply_ctf(images, ctf_parameters, volume.voxel_size)
+        images = apply_ctf(images, ctf_parameters, volume.voxel_size)
     spread = float(np.std(images, dtype=np.float64))
     if spread == 0:
         raise ValueError("the clean images are constant (empty volume?)")

@@ -5,7 +5,7 @@ import pytest
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
-from cryoposes import alignment, rotations
+from cryoposes import alignment, rotations, symmetry
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_noisy_estimates_score_at_the_noise_level(poses, transform):
 
 def test_symmetric_molecule_scored_with_symmetry_aware_distance(poses, transform):
     rng = np.random.default_rng(6)
-    group = rotations.symmetry_group("D2")
+    group = symmetry.symmetry_group("D2")
     copies = group[rng.integers(0, len(group), len(poses))]
     # Each estimate is some symmetry copy of its true pose, seen in a rotated frame.
     estimated = rotations.quaternion_multiply(transform[0], rotations.quaternion_multiply(copies, poses))
@@ -94,7 +94,7 @@ def test_symmetric_molecule_scored_with_symmetry_aware_distance(poses, transform
     for align in (alignment.align_physical, alignment.align_o4):
         result = align(poses, estimated, symmetry="D2")
         assert result.median < 1e-3 and result.symmetry == "D2"
-        expected = np.degrees(rotations.symmetric_geodesic_distance(poses, result.aligned, "D2"))
+        expected = np.degrees(symmetry.symmetric_geodesic_distance(poses, result.aligned, "D2"))
         assert np.allclose(result.errors, expected)
 
 

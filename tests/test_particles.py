@@ -7,7 +7,7 @@ import pytest
 import starfile
 
 from cryoposes import particles
-from cryoposes.imaging import CTFParameters
+from cryoposes.ctf import CTFParameters
 from cryoposes.rotations import canonical, euler_to_quaternion, random_quaternions
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import starfile
 
-from cryoposes import rotations
+from cryoposes import rotations, symmetry
 from cryoposes.cli import main
 
 
@@ -64,7 +64,7 @@ def test_evaluate_matches_particles_by_name_and_knows_symmetry(dataset, tmp_path
 
     truth = read_poses(dataset / "particles.star")
     subset = np.array([5, 2, 40, 17, 33, 8, 50, 1])
-    g = rotations.symmetry_group("D2")
+    g = symmetry.symmetry_group("D2")
     copies = g[np.arange(len(subset)) % 4]
     rotated = rotations.quaternion_multiply(copies, truth[subset])
     path = tmp_path / "subset.star"

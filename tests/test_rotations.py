@@ -8,6 +8,7 @@ from scipy import stats
 from scipy.spatial.transform import Rotation
 
 from cryoposes import rotations as rt
+from cryoposes.symmetry import symmetry_group
 
 N_LARGE = 100_000
 
@@ -171,7 +172,7 @@ def test_coverage_sampling(coverage):
     if coverage == "quarter":
         assert np.mod(rot, 2 * np.pi).max() <= 0.4 * np.pi + 1e-12
         # The point of the quarter coverage: no D2 symmetry copy of a pose lies inside it.
-        group = rt.symmetry_group("D2")
+        group = symmetry_group("D2")
         for g in group[1:]:
             copies = rt.quaternion_multiply(np.broadcast_to(g, q.shape), q)
             assert not np.any(rt.in_coverage(copies, "quarter"))
@@ -182,49 +183,6 @@ def test_unknown_coverage_and_negative_counts():
         rt.sample_coverage(10, "eighth")
     with pytest.raises(ValueError, match="non-negative"):
         rt.random_quaternions(-1)
-
-
-def test_symmetry_groups():
-    for name, order in [("C1", 1), ("C4", 4), ("D2", 4), ("D7", 14)]:
-        group = rt.symmetry_group(name)
-        assert len(group) == order
-        # Closed under multiplication: every product is in the group.
-        products = rt.quaternion_multiply(group[:, None], group[None, :]).reshape(-1, 4)
-        distances = rt.pairwise_geodesic_distances(products, group)
-        assert np.all(distances.min(axis=1) < 1e-5)
-    with pytest.raises(ValueError, match="unknown symmetry"):
-        rt.symmetry_group("T")
-
-
-def test_symmetric_distance():
-    q = rt.random_quaternions(100, 14)
-    group = rt.symmetry_group("D2")
-    moved = rt.quaternion_multiply(group[np.arange(100) % 4], q)
-    assert np.max(rt.symmetric_geodesic_distance(q, moved, "D2")) < 1e-5
-    assert np.max(rt.geodesic_distance(q, moved)[np.arange(100) % 4 != 0]) > 1.0
-    other = rt.random_quaternions(100, 15)
-    assert np.all(rt.symmetric_geodesic_distance(q, other, "D2") <= rt.geodesic_distance(q, other) + 1e-12)
-
-
-def test_asymmetric_unit_picks_one_copy_per_orbit():
-    q = rt.random_quaternions(200, 16)
-    group = rt.symmetry_group("D2")
-    reduced = rt.asymmetric_unit(q, "D2")
-    assert np.max(rt.symmetric_geodesic_distance(q, reduced, "D2")) < 1e-5
-    # Every symmetry copy maps to the same representative.
-    for g in group:
-        again = rt.asymmetric_unit(rt.quaternion_multiply(g, q), "D2")
-        assert np.max(rt.geodesic_distance(again, reduced)) < 1e-5
-    assert np.all(rt.quaternion_to_matrix(reduced)[:, 2, 2] >= -1e-12)
-
-
-def test_asymmetric_unit_of_d2_is_the_quarter_z_and_y_nonnegative_even_near_the_equator():
-    rng = np.random.default_rng(3)
-    rot, psi = rng.uniform(0, 2 * np.pi, (2, 500))
-    tilt = np.pi / 2 + rng.uniform(-1e-3, 1e-3, 500)
-    q = np.concatenate([rt.euler_to_quaternion(rot, tilt, psi), rt.random_quaternions(500, 4)])
-    view = rt.quaternion_to_matrix(rt.asymmetric_unit(q, "D2"))[:, :, 2]
-    assert np.all(view[:, 2] >= -1e-9) and np.all(view[:, 1] >= -1e-9)
 
 
 def test_invalid_quaternions_are_rejected():

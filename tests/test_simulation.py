@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from cryoposes import cli, imaging, particles, projection, simulation, volumes
+from cryoposes import cli, ctf, imaging, particles, projection, simulation, volumes
 from cryoposes.rotations import in_coverage
 
 
@@ -34,7 +34,7 @@ def test_the_images_are_the_forward_model_of_the_stored_parameters(noisy):
     np.testing.assert_array_equal(clean.ctf.defocus_u, noisy.ctf.defocus_u)
     volume = volumes.load_protein("5j0n", box=32)
     expected = projection.project(volume, clean.quaternions, method="fourier")
-    expected = imaging.apply_ctf(imaging.shift_images(expected, clean.shifts), clean.ctf, volume.voxel_size)
+    expected = ctf.apply_ctf(imaging.shift_images(expected, clean.shifts), clean.ctf, volume.voxel_size)
     expected = (expected - expected.mean()) / expected.std()
     np.testing.assert_allclose(clean.images, expected, atol=1e-4)
     assert clean.images.mean() == pytest.approx(0.0, abs=1e-5)

@@ -9,7 +9,7 @@ import keras
 from keras import ops
 
 from conftest import SMALL_NETWORK, small_config, synthetic_images
-from cryoposes import rotations, siamese, training
+from cryoposes import batches, rotations, siamese, training
 from cryoposes.options import LOSSES
 
 
@@ -45,22 +45,22 @@ def test_unknown_loss_is_rejected():
 
 def test_batches_pack_quaternions_and_pair_weights():
     images, quaternions = synthetic_images(n=40)
-    batches = training.PairBatches(images, quaternions, batch_size=16, seed=1)
-    assert len(batches) == 2
-    x, y = batches[0]
+    pair_batches = batches.PairBatches(images, quaternions, batch_size=16, seed=1)
+    assert len(pair_batches) == 2
+    x, y = pair_batches[0]
     assert x.shape == (16, 32, 32, 1) and y.shape == (16, 20)
-    chosen = batches.batch_indices(0)
+    chosen = pair_batches.batch_indices(0)
     np.testing.assert_allclose(y[:, :4], quaternions[chosen], atol=1e-7)
     np.testing.assert_array_equal(y[:, 4:], 1 - np.eye(16))
-    np.testing.assert_array_equal(batches[1][0], batches[1][0])  # a batch is a pure function of its index
-    batches.epoch = 1
-    assert not np.array_equal(batches.batch_indices(0), chosen)
+    np.testing.assert_array_equal(pair_batches[1][0], pair_batches[1][0])  # a batch is a pure function of its index
+    pair_batches.epoch = 1
+    assert not np.array_equal(pair_batches.batch_indices(0), chosen)
 
 
 def test_fraction_sampling_keeps_a_fixed_symmetric_subset_of_pairs():
     images, quaternions = synthetic_images(n=200)
-    batches = training.PairBatches(images, quaternions, batch_size=200, sampling="fraction", pair_fraction=0.05)
-    weights = batches[0][1][:, 4:]
+    pair_batches = batches.PairBatches(images, quaternions, batch_size=200, sampling="fraction", pair_fraction=0.05)
+    weights = pair_batches[0][1][:, 4:]
     np.testing.assert_array_equal(weights, weights.T)
     assert set(np.unique(weights)) <= {0.0, 1.0}
     assert 0.03 < weights.sum() / (200 * 199) < 0.07
@@ -69,7 +69,7 @@ def test_fraction_sampling_keeps_a_fixed_symmetric_subset_of_pairs():
 def test_flat_sampling_flattens_the_distance_histogram():
     quaternions = rotations.random_quaternions(400, np.random.default_rng(6))
     distances = rotations.pairwise_geodesic_distances(quaternions)[np.triu_indices(400, 1)]
-    weight = training.flat_histogram_weights(quaternions, bins=8)
+    weight = batches.flat_histogram_weights(quaternions, bins=8)
     plain, _ = np.histogram(distances, bins=8, range=(0, np.pi))
     flat, _ = np.histogram(distances, bins=8, range=(0, np.pi), weights=weight(distances))
     assert plain.max() / plain.min() > 10  # uniform rotations: few small distances
@@ -106,7 +106,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
     images, quaternions = synthetic_images(n=64)
     # GroupNorm: with BatchNorm a resumed run ends ~1e-4 away from an uninterrupted one (not
     # yet explained), so exactness is tested where it holds.
-    config = small_config(epochs=3, seed=5, normalization="group", augmentation=training.Augmentation(rotate=True))
+    config = small_config(epochs=3, seed=5, normalization="group", augmentation=batches.Augmentation(rotate=True))
     straight = training.train(images, quaternions, config=config, progress=False)
 
     epochs_run = []
@@ -171,12 +171,12 @@ def test_augmentation_adds_noise_at_the_snr_and_keeps_poses_without_rotation():
     images, quaternions = synthetic_images(n=32)
     clean = np.zeros_like(images)
     clean[:, 12:20, 12:20] = images[:, 12:20, 12:20]
-    augmentation = training.Augmentation(snr_db=-10.0, shift=2.0, ctf=True, pixel_size=3.0)
+    augmentation = batches.Augmentation(snr_db=-10.0, shift=2.0, ctf=True, pixel_size=3.0)
     noisy, poses = augmentation(clean, quaternions, np.random.default_rng(0))
     assert noisy.shape == clean.shape and noisy.dtype == np.float32
     np.testing.assert_array_equal(poses, quaternions)
     # The same draws without noise: the signal the SNR refers to (after CTF and shifts).
-    signal, _ = training.Augmentation(shift=2.0, ctf=True, pixel_size=3.0)(clean, quaternions, np.random.default_rng(0))
+    signal, _ = batches.Augmentation(shift=2.0, ctf=True, pixel_size=3.0)(clean, quaternions, np.random.default_rng(0))
     assert np.var(noisy - signal) == pytest.approx(np.var(signal) * 10.0, rel=0.05)
     assert not np.allclose(signal, clean, atol=1e-3)
 
@@ -230,10 +230,10 @@ def test_train_distance_cli_saves_a_model_with_its_split(tmp_path, capsys, volum
 def test_batch_statistics_are_recomputed_from_training_batches():
     images, quaternions = synthetic_images(n=32)
     model = siamese.SiameseDistance(32, normalization="batch", **SMALL_NETWORK)
-    batches = training.PairBatches(images, quaternions, batch_size=32, shuffle=False)
-    training.recompute_batch_statistics(model, batches)
+    pair_batches = batches.PairBatches(images, quaternions, batch_size=32, shuffle=False)
+    training.recompute_batch_statistics(model, pair_batches)
     conv = keras.Model(model.encoder.input, model.encoder.get_layer("block0_conv0").output)
-    batch_mean = ops.convert_to_numpy(conv(batches[0][0])).mean(axis=(0, 1, 2))
+    batch_mean = ops.convert_to_numpy(conv(pair_batches[0][0])).mean(axis=(0, 1, 2))
     moving_mean = ops.convert_to_numpy(model.encoder.get_layer("block0_norm0").moving_mean)
     np.testing.assert_allclose(moving_mean, batch_mean, rtol=0.03, atol=1e-4)
 

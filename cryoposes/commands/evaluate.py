@@ -58,12 +58,12 @@ def _matched(true_path: Path, estimated_path: Path):
 
 
 def main(args) -> int:
-    from cryoposes import alignment, rotations
+    from cryoposes import alignment, symmetry
 
     for path in (args.true, args.estimated):
         if not path.is_file():
             raise InputError(f"no STAR file at {path}")
-    rotations.symmetry_group(args.symmetry)  # InputError naming the accepted forms
+    symmetry.symmetry_group(args.symmetry)  # InputError naming the accepted forms
     q_true, q_est = _matched(args.true, args.estimated)
     physical = alignment.align_physical(q_true, q_est, symmetry=args.symmetry)
     o4 = alignment.align_o4(q_true, q_est, symmetry=args.symmetry)

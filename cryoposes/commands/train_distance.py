@@ -100,7 +100,7 @@ def _check(args) -> Path:
 
 def main(args) -> int:
     output = _check(args)
-    from cryoposes import __version__, training
+    from cryoposes import __version__, batches, training
     from cryoposes.particles import read_dataset
 
     dataset = read_dataset(args.dataset)
@@ -110,7 +110,7 @@ def main(args) -> int:
               "Prefer a clean dataset with --snr-db, or --no-rotate.", file=sys.stderr)
     fractions = None if args.split is None else tuple(args.split)
     split = training.split_indices(len(images), fractions, seed=args.seed)
-    augmentation = training.Augmentation(rotate=args.rotate, ctf=args.ctf, pixel_size=float(dataset.pixel_size),
+    augmentation = batches.Augmentation(rotate=args.rotate, ctf=args.ctf, pixel_size=float(dataset.pixel_size),
                                         shift=args.shift, snr_db=args.snr_db)
     config = training.TrainingConfig(
         embedding=args.embedding, head=args.head, loss=args.loss, normalization=args.normalization, epochs=args.epochs,
