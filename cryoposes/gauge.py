@@ -1,0 +1,353 @@
+"""The gauge: turning poses known up to what distances cannot see into physical poses, from the images.
+
+Pairwise distances ``d_q`` are unchanged by any ``q ↦ a ⊗ q ⊗ b`` and ``q ↦ a ⊗ q̄ ⊗ b``
+(:mod:`cryoposes.rotations`), so recovered poses ``q̂`` are the true ones up to those. The left
+factor ``a`` is a rotation of the whole molecule: no data can see it, and every map is defined
+up to it. The rest is seen by the images: the poses are ``f(q̂) ⊗ b`` for one of the two
+*branches* ``f`` (``q̂`` itself, or its conjugate, i.e. the transposed rotation) and one right
+multiplication ``b`` ∈ SO(3). That is what :func:`resolve_gauge` finds. The handedness stays
+free, as in all of cryo-EM: mirroring is ``J·R·J = Rz(π)·R·Rz(π)`` (``J = diag(1, 1, −1)``), a
+left rotation times the right multiplication ``Rz(π)``, so ``b`` and ``b ⊗ q_z(π)`` explain the
+images equally well.
+
+**Why common lines.**
+
+For poses ``R_i``, ``R_j`` (image frame → molecule frame) the central planes of the two images'
+spectra meet on the line ``u = n_i × n_j`` (``n = R·e_z``); by the Fourier slice theorem both
+spectra equal the map's spectrum there, so ``F_i(ρ·R_iᵀu) = F_j(ρ·R_jᵀu)`` for every radius
+``ρ``. A candidate gauge is scored by how well the images' central lines agree along the common
+lines that its poses predict, averaged over thousands of image pairs: a closed-form prediction
+per pair and a look-up in each image's polar spectrum, so a candidate costs microseconds. Wrong
+gauges predict the wrong lines and score near zero. Reconstructing and comparing reprojections
+needs a map per candidate and is far slower; it was not needed to break ties (measured in the
+book's chapter "From poses to a map").
+
+**The search.**
+
+Writing ``b = b₀ ⊗ q_z(γ)``, the direction ``c = R(b)·e_z`` moves the planes and ``γ`` only turns
+every image's lines by ``−γ``. Coarse: ``c`` on a Fibonacci sphere, every ``γ`` in [0, π) on the
+polar grid (``γ + π`` is the other hand), both branches, on low frequencies. Fine: the best
+candidates of each branch refined by a shrinking local search over SO(3) with more pairs and
+frequencies. The score of the runner-up (the best of the other branch) is kept, as a margin.
+
+Shifts and CTF are those of the forward model (:mod:`cryoposes.imaging`): each image's spectrum
+has its shift undone, and the two lines of a pair are compared as ``C_j·F_i`` against
+``C_i·F_j``, which both equal ``C_i·C_j`` times the map's spectrum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cryoposes import imaging, rotations
+from cryoposes.ctf import ctf as contrast_transfer
+
+__all__ = ["GaugeResult", "resolve_gauge", "common_line_score"]
+
+
+@dataclass(frozen=True)
+class GaugeResult:
+    """Physical poses and the gauge that gave them.
+
+    Attributes
+    ----------
+    quaternions : numpy.ndarray
+        (N, 4) physical poses ``f(q̂) ⊗ right`` (up to one global rotation and the hand).
+    right : numpy.ndarray
+        (4,) the right multiplication ``b`` found.
+    transposed : bool
+        Whether the branch is the conjugate ``q̄`` (the transposed rotations).
+    score : float
+        Mean common-line correlation of the chosen gauge, in [−1, 1].
+    runner_up : float
+        The best score of the other branch: the margin of the choice is ``score − runner_up``.
+    """
+
+    quaternions: np.ndarray
+    right: np.ndarray
+    transposed: bool
+    score: float
+    runner_up: float
+
+
+class _PolarSpectra:
+    """Each image's spectrum on a polar grid: ``angles`` × ``radii`` (cycles per pixel), shift
+    undone, with the CTF at the same points for the cross-multiplication."""
+
+    def __init__(self, images, shifts, ctf, pixel_size, angles: int, radii):
+        import finufft
+
+        images = np.asarray(images, dtype=np.float64)
+        count, size = images.shape[0], images.shape[-1]
+        theta = 2 * np.pi * np.arange(angles) / angles
+        kx = np.cos(theta)[:, None] * radii[None, :]
+        ky = np.sin(theta)[:, None] * radii[None, :]
+        # F(k) = Σ_p image(p)·e^{−2πi k·(p − L//2)}: a type-2 NUFFT with the image as coefficients
+        # (axis 0 is y), one set of points for the whole stack.
+        plan = finufft.Plan(2, (size, size), n_trans=count, eps=1e-6, isign=-1)
+        plan.setpts(np.ascontiguousarray(2 * np.pi * ky.ravel()), np.ascontiguousarray(2 * np.pi * kx.ravel()))
+        spectra = plan.execute(np.ascontiguousarray(images, dtype=np.complex128)).reshape(count, angles, len(radii))
+        if shifts is not None:
+            spectra *= np.exp(2j * np.pi * (shifts[:, 0, None, None] * kx + shifts[:, 1, None, None] * ky))
+        self.transfer = None
+        if ctf is not None:
+            values = ctf.per_particle(count)
+            self.transfer = contrast_transfer(kx[None] / pixel_size, ky[None] / pixel_size,
+                                        **{name: value[:, None, None] for name, value in values.items()})
+        # A ramp weight (more samples at larger radii, as in the density of a polar grid) and
+        # per-image normalisation: every pair counts alike, whatever its contrast.
+        self.spectra = (spectra * np.sqrt(radii)).astype(np.complex64)
+        if self.transfer is not None:
+            self.transfer = self.transfer.astype(np.float32)
+        self.angles = angles
+
+
+def _line_angles(first, second):
+    """Angles (radians) of the common line of each pair in the first and in the second image,
+    for rotation matrices ``first``, ``second`` (P, 3, 3)."""
+    line = np.cross(first[:, :, 2], second[:, :, 2])
+    line /= np.maximum(np.linalg.norm(line, axis=1, keepdims=True), 1e-12)
+    in_first = np.einsum("pji,pj->pi", first, line)
+    in_second = np.einsum("pji,pj->pi", second, line)
+    return np.arctan2(in_first[:, 1], in_first[:, 0]), np.arctan2(in_second[:, 1], in_second[:, 0])
+
+
+def _polar_index(polar, angles):
+    """Neighbouring polar lines and the linear-interpolation weight of each angle (radians)."""
+    position = np.mod(angles / (2 * np.pi / polar.angles), polar.angles)
+    below = np.floor(position).astype(int)
+    return below % polar.angles, (below + 1) % polar.angles, (position - below).astype(np.float32)
+
+
+def _interpolated(table, images, index):
+    below, above, weight = index
+    weight = weight[..., None]
+    return (1 - weight) * table[images, below] + weight * table[images, above]
+
+
+def _correlation(polar, pairs, first_angles, second_angles):
+    """Normalised correlation of each pair's common lines, the lines interpolated linearly
+    between the polar grid's angles; angle arrays of shape (P, ...) give scores (...), the mean
+    over the pairs."""
+    first, second = _polar_index(polar, first_angles), _polar_index(polar, second_angles)
+    extra = (slice(None),) + (None,) * (np.ndim(first_angles) - 1)
+    i, j = pairs[:, 0][extra], pairs[:, 1][extra]
+    a, b = _interpolated(polar.spectra, i, first), _interpolated(polar.spectra, j, second)
+    if polar.transfer is not None:
+        a = a * _interpolated(polar.transfer, j, second)
+        b = b * _interpolated(polar.transfer, i, first)
+    numerator = np.real(np.sum(a * np.conj(b), axis=-1))
+    denominator = np.sqrt(np.sum(np.abs(a) ** 2, axis=-1) * np.sum(np.abs(b) ** 2, axis=-1))
+    return np.mean(numerator / np.maximum(denominator, 1e-30), axis=0)
+
+
+def common_line_score(images, quaternions, pairs=None, shifts=None, ctf=None, pixel_size: float = 1.0,
+                      max_radius: float = 0.25, angles: int = 360, seed: int = 0) -> float:
+    """How well the images agree along the common lines that their poses predict.
+
+    Parameters
+    ----------
+    images : array_like
+        (N, L, L) particle images.
+    quaternions : array_like
+        (N, 4) poses.
+    pairs : array_like, optional
+        (P, 2) image pairs to score (default: 4,000 random pairs, drawn with ``seed``).
+    shifts : array_like, optional
+        (N, 2) particle shifts in pixels (undone).
+    ctf : cryoposes.ctf.CTFParameters, optional
+        The images' CTFs (cross-multiplied).
+    pixel_size : float, optional
+        Å per pixel (for the CTF).
+    max_radius : float, optional
+        Highest spatial frequency used, in cycles per pixel (Nyquist is 0.5).
+    angles : int, optional
+        Lines of the polar grid.
+    seed : int, optional
+        Seed of the pairs.
+
+    Returns
+    -------
+    float
+        Mean normalised correlation in [−1, 1]: near 1 for consistent poses on clean images,
+        near 0 for unrelated ones.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes import projection, rotations
+    >>> x, y, z = np.meshgrid(*[np.arange(32) - 16] * 3, indexing="ij")
+    >>> blob = np.exp(-((x - 4) ** 2 + y ** 2 + 3 * (z + 3) ** 2) / 10.0) + np.exp(-(x ** 2 + (y - 5) ** 2 + z ** 2) / 6.0)
+    >>> poses = rotations.random_quaternions(50, 0)
+    >>> images = projection.project(blob, poses, method="fourier")
+    >>> right = round(common_line_score(images, poses), 2)
+    >>> wrong = round(common_line_score(images, rotations.random_quaternions(50, 1)), 2)
+    >>> right > 0.95, wrong < 0.5
+    (True, True)
+    """
+    images = imaging._check_images(images)
+    quaternions = rotations._check_quaternions(quaternions)
+    rng = np.random.default_rng(seed)
+    pairs = _random_pairs(len(images), 4000, rng) if pairs is None else np.asarray(pairs, dtype=int)
+    polar = _PolarSpectra(images, shifts, ctf, pixel_size, angles, _radii(images.shape[-1], max_radius))
+    matrices = rotations.quaternion_to_matrix(quaternions)
+    return float(_correlation(polar, pairs, *_line_angles(matrices[pairs[:, 0]], matrices[pairs[:, 1]])))
+
+
+def _radii(size, max_radius):
+    """Radii of the polar grid in cycles per pixel: one per Fourier pixel from the first ring up."""
+    return np.arange(1, max(2, int(max_radius * size)) + 1) / size
+
+
+def _random_pairs(n, count, rng):
+    first = rng.integers(0, n, count)
+    second = (first + rng.integers(1, n, count)) % n
+    return np.stack([first, second], axis=1)
+
+
+def _fibonacci_sphere(count):
+    """``count`` nearly uniform unit vectors (a Fibonacci spiral)."""
+    index = np.arange(count) + 0.5
+    z = 1 - 2 * index / count
+    azimuth = np.pi * (1 + 5**0.5) * index
+    radius = np.sqrt(1 - z**2)
+    return np.stack([radius * np.cos(azimuth), radius * np.sin(azimuth), z], axis=1)
+
+
+def _rotation_to(direction):
+    """A rotation (3, 3) taking e_z to the unit vector ``direction``."""
+    z = np.array([0.0, 0.0, 1.0])
+    axis = np.cross(z, direction)
+    sine, cosine = np.linalg.norm(axis), float(direction @ z)
+    if sine < 1e-12:
+        return np.eye(3) if cosine > 0 else np.diag([1.0, -1.0, -1.0])
+    axis /= sine
+    angle = np.arctan2(sine, cosine)
+    return rotations.quaternion_to_matrix(rotations.axis_angle_to_quaternion(axis, angle))
+
+
+def _candidate_scores(polar, pairs, matrices, right):
+    """Scores of the poses ``matrices @ right`` for every in-plane turn γ of the polar grid in
+    [0, π): right multiplication by Rz(γ) turns every common line by −γ."""
+    first, second = _line_angles(matrices[pairs[:, 0]] @ right, matrices[pairs[:, 1]] @ right)
+    turns = 2 * np.pi * np.arange(polar.angles // 2) / polar.angles
+    return _correlation(polar, pairs, first[:, None] - turns, second[:, None] - turns), turns
+
+
+def _turn(gamma):
+    c, s = np.cos(gamma), np.sin(gamma)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def _refine(polar, pairs, matrices, right, rng, rounds, trials, start_step):
+    """Shrinking random local search over right multiplications around ``right``."""
+    def score(candidate):
+        return float(_correlation(polar, pairs, *_line_angles(matrices[pairs[:, 0]] @ candidate,
+                                                              matrices[pairs[:, 1]] @ candidate)))
+
+    best, best_score = right, score(right)
+    step = start_step
+    for _ in range(rounds):
+        improved = False
+        for _ in range(trials):
+            axis = rng.standard_normal(3)
+            turn = rotations.quaternion_to_matrix(rotations.axis_angle_to_quaternion(axis, step * rng.standard_normal()))
+            candidate = best @ turn
+            value = score(candidate)
+            if value > best_score:
+                best, best_score, improved = candidate, value, True
+        if not improved:
+            step /= 2
+    return best, best_score
+
+
+def resolve_gauge(images, quaternions, shifts=None, ctf=None, pixel_size: float = 1.0, seed: int = 0,
+                  directions: int = 600, coarse_pairs: int = 1500, fine_pairs: int = 6000,
+                  progress: bool = False) -> GaugeResult:
+    """Physical poses from poses known up to the gauges of pairwise distances, using the images.
+
+    See the module docstring for the method. Ground truth plays no part.
+
+    Parameters
+    ----------
+    images : array_like
+        (N, L, L) particle images.
+    quaternions : array_like
+        (N, 4) poses from distances (e.g. :func:`cryoposes.recovery.fit_poses`).
+    shifts : array_like, optional
+        (N, 2) particle shifts in pixels.
+    ctf : cryoposes.ctf.CTFParameters, optional
+        The images' CTFs.
+    pixel_size : float, optional
+        Å per pixel (for the CTF).
+    seed : int, optional
+        Seed of the image pairs and of the local search: same seed, same result.
+    directions : int, optional
+        Directions ``R(b)·e_z`` of the coarse search (about 8° apart at 600).
+    coarse_pairs, fine_pairs : int, optional
+        Image pairs scored in the coarse and the fine search.
+    progress : bool, optional
+        Show a progress bar over the coarse search.
+
+    Returns
+    -------
+    GaugeResult
+        The physical poses, the gauge and its score.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes import alignment, projection, rotations
+    >>> x, y, z = np.meshgrid(*[np.arange(32) - 16] * 3, indexing="ij")
+    >>> blob = np.exp(-((x - 4) ** 2 + y ** 2 + 3 * (z + 3) ** 2) / 10.0) + np.exp(-(x ** 2 + (y - 5) ** 2 + z ** 2) / 6.0)
+    >>> truth = rotations.random_quaternions(60, 0)
+    >>> images = projection.project(blob, truth, method="fourier")
+    >>> a, b = rotations.random_quaternions(2, 1)
+    >>> hidden = rotations.quaternion_multiply(a, rotations.quaternion_multiply(rotations.quaternion_conjugate(truth), b))
+    >>> result = resolve_gauge(images, hidden, directions=200)
+    >>> result.transposed, bool(alignment.align_physical(truth, result.quaternions).median < 1.0)
+    (True, True)
+    """
+    from tqdm.auto import tqdm
+
+    images = imaging._check_images(images)
+    quaternions = rotations._check_quaternions(quaternions)
+    if len(quaternions) != len(images):
+        raise ValueError(f"need one pose per image: {len(quaternions)} poses for {len(images)} images")
+    if len(images) < 3:
+        raise ValueError("the gauge needs at least 3 images")
+    shifts = None if shifts is None else np.asarray(shifts, dtype=float)
+    rng = np.random.default_rng(seed)
+    size = images.shape[-1]
+    # Coarse: low frequencies (wide basins, few pairs); fine: more of both.
+    coarse = _PolarSpectra(images, shifts, ctf, pixel_size, 120, _radii(size, 0.12))
+    fine = _PolarSpectra(images, shifts, ctf, pixel_size, 360, _radii(size, 0.3))
+    coarse_pair_list = _random_pairs(len(images), coarse_pairs, rng)
+    fine_pair_list = _random_pairs(len(images), fine_pairs, rng)
+    matrices = rotations.quaternion_to_matrix(quaternions)
+    branches = {False: matrices, True: np.transpose(matrices, (0, 2, 1))}
+    candidates = []
+    with tqdm(total=2 * directions, desc="gauge search", unit="direction", disable=not progress) as bar:
+        for transposed, posed in branches.items():
+            for direction in _fibonacci_sphere(directions):
+                base = _rotation_to(direction)
+                scores, turns = _candidate_scores(coarse, coarse_pair_list, posed, base)
+                best = int(np.argmax(scores))
+                candidates.append((float(scores[best]), transposed, base @ _turn(turns[best])))
+                bar.update()
+    refined = {}
+    for transposed in (False, True):
+        mine = sorted((c for c in candidates if c[1] == transposed), key=lambda c: -c[0])[:3]
+        for _, _, right in mine:
+            right, value = _refine(fine, fine_pair_list, branches[transposed], right, rng,
+                                   rounds=24, trials=12, start_step=np.radians(4.0))
+            if transposed not in refined or value > refined[transposed][0]:
+                refined[transposed] = (value, right)
+    transposed = refined[True][0] > refined[False][0]
+    score, right = refined[transposed]
+    right_q = rotations.matrix_to_quaternion(right)
+    start = rotations.quaternion_conjugate(quaternions) if transposed else quaternions
+    physical = rotations.canonical(rotations.quaternion_multiply(start, right_q))
+    return GaugeResult(physical, right_q, bool(transposed), float(score), float(refined[not transposed][0]))
