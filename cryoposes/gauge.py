@@ -27,8 +27,8 @@ book's chapter "From poses to a map").
 Writing ``b = b₀ ⊗ q_z(γ)``, the direction ``c = R(b)·e_z`` moves the planes and ``γ`` only turns
 every image's lines by ``−γ``. Coarse: ``c`` on a Fibonacci sphere, every ``γ`` in [0, π) on the
 polar grid (``γ + π`` is the other hand), both branches, on low frequencies. Fine: the best
-candidates of each branch refined by a shrinking local search over SO(3) with more pairs and
-frequencies. The score of the runner-up (the best of the other branch) is kept, as a margin.
+candidates of each branch refined by a local search over SO(3) with more pairs and
+frequencies (Nelder-Mead on the rotation vector). The score of the runner-up (the best of the other branch) is kept, as a margin.
 
 Shifts and CTF are those of the forward model (:mod:`cryoposes.imaging`): each image's spectrum
 has its shift undone, and the two lines of a pair are compared as ``C_j·F_i`` against
@@ -127,17 +127,25 @@ def _interpolated(table, images, index):
     return (1 - weight) * table[images, below] + weight * table[images, above]
 
 
-def _correlation(polar, pairs, first_angles, second_angles):
+def _correlation(polar, pairs, first_angles, second_angles, nearest=False):
     """Normalised correlation of each pair's common lines, the lines interpolated linearly
-    between the polar grid's angles; angle arrays of shape (P, ...) give scores (...), the mean
-    over the pairs."""
-    first, second = _polar_index(polar, first_angles), _polar_index(polar, second_angles)
+    between the polar grid's angles (or the nearest line: half the work, for the coarse
+    search); angle arrays of shape (P, ...) give scores (...), the mean over the pairs."""
     extra = (slice(None),) + (None,) * (np.ndim(first_angles) - 1)
     i, j = pairs[:, 0][extra], pairs[:, 1][extra]
-    a, b = _interpolated(polar.spectra, i, first), _interpolated(polar.spectra, j, second)
-    if polar.transfer is not None:
-        a = a * _interpolated(polar.transfer, j, second)
-        b = b * _interpolated(polar.transfer, i, first)
+    if nearest:
+        step = 2 * np.pi / polar.angles
+        first = np.rint(first_angles / step).astype(int) % polar.angles
+        second = np.rint(second_angles / step).astype(int) % polar.angles
+        a, b = polar.spectra[i, first], polar.spectra[j, second]
+        if polar.transfer is not None:
+            a, b = a * polar.transfer[j, second], b * polar.transfer[i, first]
+    else:
+        first, second = _polar_index(polar, first_angles), _polar_index(polar, second_angles)
+        a, b = _interpolated(polar.spectra, i, first), _interpolated(polar.spectra, j, second)
+        if polar.transfer is not None:
+            a = a * _interpolated(polar.transfer, j, second)
+            b = b * _interpolated(polar.transfer, i, first)
     numerator = np.real(np.sum(a * np.conj(b), axis=-1))
     denominator = np.sqrt(np.sum(np.abs(a) ** 2, axis=-1) * np.sum(np.abs(b) ** 2, axis=-1))
     return np.mean(numerator / np.maximum(denominator, 1e-30), axis=0)
@@ -233,7 +241,7 @@ def _candidate_scores(polar, pairs, matrices, right):
     [0, π): right multiplication by Rz(γ) turns every common line by −γ."""
     first, second = _line_angles(matrices[pairs[:, 0]] @ right, matrices[pairs[:, 1]] @ right)
     turns = 2 * np.pi * np.arange(polar.angles // 2) / polar.angles
-    return _correlation(polar, pairs, first[:, None] - turns, second[:, None] - turns), turns
+    return _correlation(polar, pairs, first[:, None] - turns, second[:, None] - turns, nearest=True), turns
 
 
 def _turn(gamma):
@@ -241,30 +249,31 @@ def _turn(gamma):
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
 
-def _refine(polar, pairs, matrices, right, rng, rounds, trials, start_step):
-    """Shrinking random local search over right multiplications around ``right``."""
-    def score(candidate):
-        return float(_correlation(polar, pairs, *_line_angles(matrices[pairs[:, 0]] @ candidate,
-                                                              matrices[pairs[:, 1]] @ candidate)))
+def _refine(polar, pairs, matrices, right, step, tolerance):
+    """Local maximisation of the score over right multiplications ``right·exp([ω]×)``:
+    Nelder-Mead on the rotation vector ω, from a simplex of ``step`` radians, to ``tolerance``."""
+    from scipy.optimize import minimize
 
-    best, best_score = right, score(right)
-    step = start_step
-    for _ in range(rounds):
-        improved = False
-        for _ in range(trials):
-            axis = rng.standard_normal(3)
-            turn = rotations.quaternion_to_matrix(rotations.axis_angle_to_quaternion(axis, step * rng.standard_normal()))
-            candidate = best @ turn
-            value = score(candidate)
-            if value > best_score:
-                best, best_score, improved = candidate, value, True
-        if not improved:
-            step /= 2
-    return best, best_score
+    first, second = matrices[pairs[:, 0]], matrices[pairs[:, 1]]
+
+    def candidate(vector):
+        angle = float(np.linalg.norm(vector))
+        if angle == 0:
+            return right
+        return right @ rotations.quaternion_to_matrix(rotations.axis_angle_to_quaternion(vector, angle))
+
+    def loss(vector):
+        turned = candidate(vector)
+        return -float(_correlation(polar, pairs, *_line_angles(first @ turned, second @ turned)))
+
+    simplex = np.vstack([np.zeros(3), step * np.eye(3)])
+    found = minimize(loss, np.zeros(3), method="Nelder-Mead",
+                     options={"initial_simplex": simplex, "xatol": tolerance, "fatol": 1e-7, "maxiter": 400})
+    return candidate(found.x), -float(found.fun)
 
 
 def resolve_gauge(images, quaternions, shifts=None, ctf=None, pixel_size: float = 1.0, seed: int = 0,
-                  directions: int = 600, coarse_pairs: int = 1500, fine_pairs: int = 6000,
+                  directions: int = 600, coarse_pairs: int = 1000, fine_pairs: int = 6000,
                   progress: bool = False) -> GaugeResult:
     """Physical poses from poses known up to the gauges of pairwise distances, using the images.
 
@@ -283,7 +292,7 @@ def resolve_gauge(images, quaternions, shifts=None, ctf=None, pixel_size: float 
     pixel_size : float, optional
         Å per pixel (for the CTF).
     seed : int, optional
-        Seed of the image pairs and of the local search: same seed, same result.
+        Seed of the image pairs: same seed, same result.
     directions : int, optional
         Directions ``R(b)·e_z`` of the coarse search (about 8° apart at 600).
     coarse_pairs, fine_pairs : int, optional
@@ -324,8 +333,10 @@ def resolve_gauge(images, quaternions, shifts=None, ctf=None, pixel_size: float 
     # Coarse: low frequencies (wide basins, few pairs); fine: more of both.
     coarse = _PolarSpectra(images, shifts, ctf, pixel_size, 120, _radii(size, 0.12))
     fine = _PolarSpectra(images, shifts, ctf, pixel_size, 360, _radii(size, 0.3))
-    coarse_pair_list = _random_pairs(len(images), coarse_pairs, rng)
-    fine_pair_list = _random_pairs(len(images), fine_pairs, rng)
+    # Never more pairs than there are (small datasets).
+    available = len(images) * (len(images) - 1) // 2
+    coarse_pair_list = _random_pairs(len(images), min(coarse_pairs, available), rng)
+    fine_pair_list = _random_pairs(len(images), min(fine_pairs, available), rng)
     matrices = rotations.quaternion_to_matrix(quaternions)
     branches = {False: matrices, True: np.transpose(matrices, (0, 2, 1))}
     candidates = []
@@ -341,8 +352,8 @@ def resolve_gauge(images, quaternions, shifts=None, ctf=None, pixel_size: float 
     for transposed in (False, True):
         mine = sorted((c for c in candidates if c[1] == transposed), key=lambda c: -c[0])[:3]
         for _, _, right in mine:
-            right, value = _refine(fine, fine_pair_list, branches[transposed], right, rng,
-                                   rounds=24, trials=12, start_step=np.radians(4.0))
+            right, value = _refine(fine, fine_pair_list, branches[transposed], right,
+                                   step=np.radians(4.0), tolerance=np.radians(0.01))
             if transposed not in refined or value > refined[transposed][0]:
                 refined[transposed] = (value, right)
     transposed = refined[True][0] > refined[False][0]

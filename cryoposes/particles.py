@@ -49,7 +49,8 @@ __all__ = [
     "read_dataset",
     "write_poses",
     "read_poses",
-    "read_poses_and_names",
+    "PoseTable",
+    "read_pose_table",
 ]
 
 STACK_NAME = "particles.mrcs"
@@ -323,16 +324,22 @@ def _star_blocks(dataset: ParticleDataset) -> dict:
                 particles[column] = values[name]
     particles["rlnOpticsGroup"] = np.ones(count, dtype=int)
     blocks = {"optics": pd.DataFrame(optics), "particles": pd.DataFrame(particles)}
-    metadata = {}
-    for key, value in dataset.metadata.items():
+    metadata = _metadata_block(dataset.metadata)
+    if metadata:
+        blocks["cryoposes"] = metadata
+    return blocks
+
+
+def _metadata_block(metadata: dict) -> dict:
+    """``metadata`` as the key-value pairs of a ``data_cryoposes`` block (None values left out)."""
+    block = {}
+    for key, value in metadata.items():
         if value is None:
             continue  # absent means None
         if not isinstance(value, (str, int, float, bool, np.integer, np.floating, np.bool_)):
             raise InputError(f"metadata {key!r} must be a string, number or boolean, got {type(value).__name__}")
-        metadata[METADATA_PREFIX + key] = value.item() if isinstance(value, np.generic) else value
-    if metadata:
-        blocks["cryoposes"] = metadata
-    return blocks
+        block[METADATA_PREFIX + key] = value.item() if isinstance(value, np.generic) else value
+    return block
 
 
 def read_dataset(directory) -> ParticleDataset:
@@ -445,7 +452,7 @@ def _read_images(directory: Path, names: pd.Series, source) -> np.ndarray:
     return data[np.asarray(indices)]
 
 
-def write_poses(path, quaternions, image_names=None) -> Path:
+def write_poses(path, quaternions, image_names=None, metadata: dict | None = None) -> Path:
     """Write poses to a RELION STAR file (``rlnAngleRot``/``Tilt``/``Psi`` in degrees), atomically.
 
     Parameters
@@ -456,6 +463,9 @@ def write_poses(path, quaternions, image_names=None) -> Path:
         (N, 4) unit quaternions.
     image_names : sequence of str, optional
         The N particles' ``rlnImageName`` (:meth:`ParticleDataset.names`), written too.
+    metadata : dict, optional
+        How the poses were made (str, int, float or bool values, e.g. which gauge they are in),
+        written to a ``data_cryoposes`` block that RELION ignores.
 
     Returns
     -------
@@ -470,11 +480,11 @@ def write_poses(path, quaternions, image_names=None) -> Path:
     Examples
     --------
     >>> import tempfile
-    >>> from cryoposes.particles import read_poses_and_names, write_poses
+    >>> from cryoposes.particles import read_pose_table, write_poses
     >>> with tempfile.TemporaryDirectory() as folder:
     ...     path = write_poses(f"{folder}/poses.star", [[1.0, 0, 0, 0], [0, 0, 0, 1.0]], ["1@a.mrcs", "2@a.mrcs"])
-    ...     quaternions, names = read_poses_and_names(path)
-    >>> quaternions.shape, names
+    ...     table = read_pose_table(path)
+    >>> table.quaternions.shape, table.names
     ((2, 4), ['1@a.mrcs', '2@a.mrcs'])
     """
     path = Path(path)
@@ -493,7 +503,10 @@ def write_poses(path, quaternions, image_names=None) -> Path:
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     os.close(handle)
     try:
-        starfile.write({"particles": pd.DataFrame(table)}, temporary, float_format=FLOAT_FORMAT)
+        blocks = {"particles": pd.DataFrame(table)}
+        if metadata:
+            blocks["cryoposes"] = _metadata_block(metadata)
+        starfile.write(blocks, temporary, float_format=FLOAT_FORMAT)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -507,7 +520,8 @@ def read_poses(path) -> np.ndarray:
     Parameters
     ----------
     path : str or os.PathLike
-        A pose file of :func:`write_poses` or a dataset's ``particles.star``.
+        A pose file of :func:`write_poses`, a dataset's ``particles.star`` or any RELION
+        particle STAR file.
 
     Returns
     -------
@@ -519,24 +533,65 @@ def read_poses(path) -> np.ndarray:
     InputError
         NaN angles, missing columns, an unreadable file (the message names it).
     """
-    return read_poses_and_names(path)[0]
+    return read_pose_table(path).quaternions
 
 
-def read_poses_and_names(path) -> tuple[np.ndarray, list[str] | None]:
-    """Poses and particle names (``rlnImageName``) from a STAR file.
+@dataclass(frozen=True)
+class PoseTable:
+    """The poses of a STAR file, as :func:`read_pose_table` reads them.
+
+    Attributes
+    ----------
+    quaternions : numpy.ndarray
+        (N, 4) unit quaternions, in the file's row order.
+    names : list of str or None
+        The N image names (``rlnImageName``), or None without that column.
+    shifts : numpy.ndarray or None
+        (N, 2) particle shifts ``(t_x, t_y)`` in Å (RELION's origins, negated), or None when the
+        file has no ``rlnOriginXAngst``/``rlnOriginYAngst``.
+    """
+
+    quaternions: np.ndarray
+    names: list | None
+    shifts: np.ndarray | None
+
+
+def read_pose_table(path) -> PoseTable:
+    """Poses, particle names and shifts from a STAR file, in any RELION layout.
+
+    Reads the particles block of a RELION 3.1+ file (an optics block and extra columns are
+    ignored, columns may come in any order) or the only table of an older or pose-only file.
 
     Parameters
     ----------
     path : str or os.PathLike
-        As :func:`read_poses`.
+        The STAR file.
 
     Returns
     -------
-    quaternions : numpy.ndarray
-        (N, 4) unit quaternions.
-    names : list of str or None
-        The N image names, or None when the file has no ``rlnImageName`` column.
+    PoseTable
+
+    Raises
+    ------
+    InputError
+        NaN angles, missing angle columns, an unreadable file (the message names it).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from cryoposes import rotations
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = write_poses(os.path.join(folder, "poses.star"), rotations.random_quaternions(3, 0),
+    ...                        image_names=["000001@a.mrcs", "000002@a.mrcs", "000003@a.mrcs"])
+    ...     table = read_pose_table(path)
+    >>> table.quaternions.shape, table.names[0], table.shifts
+    ((3, 4), '000001@a.mrcs', None)
     """
     table = _particle_table(_read_star(path), path)
     names = list(table["rlnImageName"].astype(str)) if "rlnImageName" in table.columns else None
-    return _quaternions_from(table, path), names
+    shifts = None
+    if all(column in table.columns for column in ORIGIN_COLUMNS):
+        shifts = -table[list(ORIGIN_COLUMNS)].to_numpy(dtype=float)
+        if not np.all(np.isfinite(shifts)):
+            raise InputError(f"{path}: origins are NaN or infinite")
+    return PoseTable(_quaternions_from(table, path), names, shifts)

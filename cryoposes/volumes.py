@@ -8,6 +8,7 @@ returns such a box, large enough that no density leaves it under any rotation.
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,7 @@ __all__ = [
     "Volume",
     "load_map",
     "save_map",
+    "save_maps",
     "validate",
     "pad_to_cube",
     "resample",
@@ -181,14 +183,14 @@ def load_map(path) -> Volume:
 
 
 def save_map(volume: Volume, path) -> None:
-    """Write ``volume`` to an MRC file with its voxel size, replacing any file there.
+    """Write ``volume`` to an MRC file, replacing any file there (see :func:`save_maps`).
 
     Parameters
     ----------
     volume : Volume
         The density, written as float32 in ``[z, y, x]`` order.
     path : str or os.PathLike
-        The file to write (``.mrc``).
+        The file to write (``.mrc`` or ``.map``).
 
     Examples
     --------
@@ -200,11 +202,43 @@ def save_map(volume: Volume, path) -> None:
     ...     print(os.listdir(folder))
     ['map.mrc']
     """
+    save_maps({path: volume})
+
+
+def save_maps(maps: dict) -> None:
+    """Write several maps as MRC files, all or none.
+
+    Each map is written as RELION writes its reconstructions and ChimeraX reads them: float32,
+    axes x, y, z (columns, rows, sections), the voxel size in the header and the origin at 0, so
+    the box's voxel ``L // 2`` is the molecule's centre. Every file is first written beside its
+    target and renamed into place once all are complete, so a failure leaves no file half written.
+
+    Parameters
+    ----------
+    maps : dict
+        Path (str or os.PathLike) → :class:`Volume`.
+    """
     import mrcfile
 
-    with mrcfile.new(os.fspath(path), overwrite=True) as mrc:
-        mrc.set_data(np.ascontiguousarray(volume.data, dtype=np.float32))
-        mrc.voxel_size = volume.voxel_size
+    written = {}
+    try:
+        for path, volume in maps.items():
+            path = os.fspath(path)
+            handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                                                 dir=os.path.dirname(os.path.abspath(path)))
+            os.close(handle)
+            written[temporary] = path
+            with mrcfile.new(temporary, overwrite=True) as mrc:
+                mrc.set_data(np.ascontiguousarray(volume.data, dtype=np.float32))
+                mrc.voxel_size = volume.voxel_size
+                mrc.header.origin = (0.0, 0.0, 0.0)
+        for temporary, path in written.items():
+            os.replace(temporary, path)
+    except BaseException:
+        for temporary in written:
+            if os.path.exists(temporary):
+                os.remove(temporary)
+        raise
 
 
 def rotation_safe_size(volume: Volume) -> int:

@@ -39,12 +39,16 @@ def test_recover_true_distances_then_evaluate(dataset, tmp_path, capsys):
     assert report["particles"] == 60
     assert report["o4"]["median_deg"] < 0.1
     assert report["seed_losses"]["eq7"] < 1e-6
+    # The gauge was found from the images: the poses are physical, and the file says so.
+    assert report["physical"]["median_deg"] < 0.5
+    assert starfile.read(output, always_dict=True)["cryoposes"]["cryoposes_gauge"] == "physical"
     # The same seed writes the same poses.
-    again = tmp_path / "again.star"
-    assert main(arguments[:-1] + [str(again)]) == 0
+    first, again = tmp_path / "first.star", tmp_path / "again.star"
+    for path in (first, again):
+        assert main(arguments[:-2] + ["--no-gauge", "-o", str(path)]) == 0
     from cryoposes.particles import read_poses
 
-    assert np.array_equal(read_poses(output), read_poses(again))
+    assert np.array_equal(read_poses(first), read_poses(again))
     # Plain text names both alignments.
     assert main(["evaluate", str(dataset / "particles.star"), str(output)]) == 0
     text = capsys.readouterr().out
@@ -54,7 +58,8 @@ def test_recover_true_distances_then_evaluate(dataset, tmp_path, capsys):
 def test_recover_euclidean_distances_runs(dataset, tmp_path, capsys):
     output = tmp_path / "euclidean.star"
     assert main(["recover", str(dataset), "--distance", "euclidean", "--sampling", "mixed", "--steps", "40",
-                 "--seed", "0", "--quiet", "-o", str(output)]) == 0
+                 "--seed", "0", "--quiet", "--no-gauge", "-o", str(output)]) == 0
+    assert starfile.read(output, always_dict=True)["cryoposes"]["cryoposes_gauge"] == "distances"
     report = _evaluate(capsys, dataset / "particles.star", output)
     assert report["particles"] == 60 and np.isfinite(report["o4"]["median_deg"])
 
@@ -86,8 +91,8 @@ def test_a_reordered_subset_star_file_keeps_its_pairing_through_recover_and_eval
     starfile.write(table, subset / "particles.star")
     output = tmp_path / "poses.star"
     assert main(["recover", str(subset), "--distance", "true", "--steps", "60", "--seed", "3", "--quiet",
-                 "-o", str(output)]) == 0
-    assert list(starfile.read(output)["rlnImageName"]) == [f"{i + 1:06d}@particles.mrcs" for i in rows]
+                 "--no-gauge", "-o", str(output)]) == 0
+    assert list(starfile.read(output, always_dict=True)["particles"]["rlnImageName"]) == [f"{i + 1:06d}@particles.mrcs" for i in rows]
     # Scored against the full, unordered truth: matched by name, the poses are exact.
     report = _evaluate(capsys, dataset / "particles.star", output)
     assert report["particles"] == 40 and report["o4"]["median_deg"] < 0.1

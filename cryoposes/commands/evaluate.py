@@ -36,10 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _matched(true_path: Path, estimated_path: Path):
     import numpy as np
 
-    from cryoposes.particles import read_poses_and_names
+    from cryoposes.particles import read_pose_table
 
-    q_true, true_names = read_poses_and_names(true_path)
-    q_est, estimated_names = read_poses_and_names(estimated_path)
+    truth, estimate = read_pose_table(true_path), read_pose_table(estimated_path)
+    q_true, true_names = truth.quaternions, truth.names
+    q_est, estimated_names = estimate.quaternions, estimate.names
     if true_names is not None and estimated_names is not None:
         rows = {name: i for i, name in enumerate(true_names)}
         missing = [name for name in estimated_names if name not in rows]

@@ -13,9 +13,15 @@ N×N target distances and fits one unit quaternion per particle to them
                in training) are recovered. Train on clean images with noise added on the fly
                (--snr-db), then recover a noisy dataset.
 
-The output lists rlnImageName and rlnAngleRot/Tilt/Psi (degrees) of the recovered particles;
-score it with `cryoposes evaluate DIR/particles.star FILE.star`. Recovered poses are defined up
-to what distances cannot see (see `cryoposes evaluate`).
+Distances cannot see a right multiplication of every pose nor its transposition (see
+`cryoposes evaluate`); by default these are then found from the images themselves, by
+common lines (cryoposes.gauge), so the poses written are physical: right up to one global
+rotation of the molecule and its hand, like any reconstruction's. No ground truth is used.
+--no-gauge writes the distance-only poses instead. With --init true nothing is to be found.
+
+The output lists rlnImageName and rlnAngleRot/Tilt/Psi (degrees) of the recovered particles,
+and a data_cryoposes block saying which gauge they are in (physical or distances); score it
+with `cryoposes evaluate DIR/particles.star FILE.star`, map it with `cryoposes reconstruct`.
 
 Example:
     cryoposes recover particles/ --distance true --init random --seed 0 -o recovered.star
@@ -51,6 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--learning-rate", type=float, default=0.05, metavar="LR", help="initial Adam learning rate")
     parser.add_argument("--seed", type=int, required=True, metavar="K", help="random seed (same seed, same poses)")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.star", help="STAR file to write")
+    parser.add_argument("--gauge", action=argparse.BooleanOptionalAction, default=True,
+                        help="find the gauge from the images so that the poses are physical (default on)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -119,9 +127,21 @@ def main(args) -> int:
     result = recovery.fit_poses(targets, config, true_quaternions=dataset.quaternions[chosen],
                                 progress=not args.quiet)
     seconds = time.perf_counter() - start
+    poses, metadata = result.quaternions, {"gauge": "distances"}
+    if args.init == "true":
+        metadata = {"gauge": "physical", "gauge_method": "true start"}
+    elif args.gauge:
+        from cryoposes import gauge
+
+        recovered = dataset.subset(chosen)
+        found = gauge.resolve_gauge(recovered.images, poses, recovered.shifts, recovered.ctf,
+                                    recovered.pixel_size, seed=args.seed, progress=not args.quiet)
+        poses = found.quaternions
+        metadata = {"gauge": "physical", "gauge_method": "common lines", "gauge_score": found.score,
+                    "gauge_runner_up": found.runner_up, "gauge_transposed": found.transposed}
     # The names read from the STAR file, so that a reordered or subset file keeps its pairing.
     names = dataset.names()
-    particles.write_poses(args.output, result.quaternions, image_names=[names[i] for i in chosen])
-    print(f"recovered {len(chosen)} poses in {seconds:.1f} s (final loss {result.history['loss'][-1]:.3g}) "
-          f"-> {args.output}")
+    particles.write_poses(args.output, poses, image_names=[names[i] for i in chosen], metadata=metadata)
+    print(f"recovered {len(chosen)} poses in {seconds:.1f} s (final loss {result.history['loss'][-1]:.3g}), "
+          f"gauge: {metadata['gauge']} -> {args.output}")
     return 0
