@@ -14,36 +14,14 @@ chapter "Phase 2.2: learned distances" renders the file.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
-import platform
-import shlex
-import sys
-from pathlib import Path
 
-from cryoposes import __version__, batches, studies, training
+import records
+from cryoposes import batches, studies, training
 from cryoposes.options import TURNS
 from cryoposes.recovery import RecoveryConfig
 
 
-def machine() -> str:
-    """A short description of this computer (what each recorded number was measured on)."""
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{platform.machine()} CPU, {os.cpu_count()} cores, no GPU used, {platform.system()}, "
-            f"load average {load:.1f} at the end")
-
-
-def portable(argument: str) -> str:
-    """A command-line argument as another machine can read it: absolute paths made relative to
-    the working directory (the repository root), or cut to the file name when outside it."""
-    if not os.path.isabs(argument):
-        return argument
-    relative = os.path.relpath(argument)
-    return Path(argument).name if relative.startswith("..") else relative
-
-
-def record(result: dict, name: str, profile: str, args: dict, command: str) -> dict:
+def record(result: dict, name: str, profile: str, args: dict) -> dict:
     """JSON-ready numbers of an :func:`cryoposes.studies.experiment` result."""
     model = result["model"]
     recoveries = {}
@@ -59,13 +37,7 @@ def record(result: dict, name: str, profile: str, args: dict, command: str) -> d
         }
     split = {key: len(value) for key, value in result["split"].items()}
     return {
-        "name": name,
-        "profile": profile,
-        "command": command,
-        "version": __version__,
-        "machine": machine(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "settings": args,
+        **records.header(name, profile, args),
         "split": split,
         "epochs_run": len(model.metadata["history"]["loss"]),
         "history": model.metadata["history"],
@@ -123,16 +95,8 @@ def main() -> None:
                                 initial=args.init_model, turns=args.turns)
     if args.save_model:
         result["model"].save(args.save_model)
-    command = shlex.join([Path(sys.executable).name, *map(portable, sys.argv)])
-    settings = {key: portable(value) if isinstance(value, str) else value for key, value in vars(args).items()}
-    entry = record(result, args.name, args.profile, settings, command)
-    output = Path(args.output)
-    records = json.loads(output.read_text())["runs"] if output.exists() else []
-    records = [r for r in records if r["name"] != args.name] + [entry]
-    output.parent.mkdir(parents=True, exist_ok=True)
-    temporary = output.with_suffix(".partial")
-    temporary.write_text(json.dumps({"runs": records}, indent=1) + "\n")
-    os.replace(temporary, output)
+    entry = record(result, args.name, args.profile, vars(args))
+    records.save(args.output, entry)
     for init, numbers in entry["recovery"].items():
         print(f"{args.name} [{init}]: median {numbers['o4_median_deg']:.2f}° / mean {numbers['o4_mean_deg']:.2f}° "
               f"(O(4)); physical median {numbers['physical_median_deg']:.2f}°")

@@ -1,4 +1,4 @@
-"""Interactive plotly figures for the book: viewing spheres, image grids, histograms, curves.
+"""Interactive plotly figures for the book: viewing spheres, image grids, histograms, curves, maps.
 
 Figures are returned, not shown: the last expression of a notebook cell displays them. Call
 :func:`setup_notebook` once at the top of a chapter so that they render in the built book.
@@ -34,6 +34,7 @@ __all__ = [
     "histogram_figure",
     "line_figure",
     "scatter_figure",
+    "isosurface_figure",
 ]
 
 #: Name of the plotly renderer registered by this module.
@@ -561,4 +562,54 @@ def scatter_figure(
                        line={"color": "black", "dash": "dash"})
         )
     figure.update_layout(title=title, height=height, xaxis_title=xaxis_title, yaxis_title=yaxis_title)
+    return figure
+
+
+def isosurface_figure(maps, *, level: float = 0.5, points: int = 40, title: str | None = None,
+                      height: int = DEFAULT_HEIGHT) -> go.Figure:
+    """Density maps side by side as isosurfaces, one 3-D scene each, turning together.
+
+    Parameters
+    ----------
+    maps : mapping of str to array_like or cryoposes.volumes.Volume
+        Name → (L, L, L) map indexed ``[z, y, x]``.
+    level : float, optional
+        Surface at this fraction of each map's maximum (maps may differ in scale).
+    points : int, optional
+        Maps larger than ``points`` voxels a side are subsampled to about that (plotly draws
+        isosurfaces in the browser).
+    title : str, optional
+        Figure title.
+    height : int, optional
+        Figure height in pixels.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One ``Isosurface`` trace per map.
+
+    Examples
+    --------
+    >>> from cryoposes.plotting import isosurface_figure
+    >>> x = np.linspace(-1, 1, 16)
+    >>> blob = np.exp(-(x[:, None, None] ** 2 + x[None, :, None] ** 2 + 2 * x[None, None, :] ** 2) * 4)
+    >>> len(isosurface_figure({"a": blob, "b": blob[::-1]}).data)
+    2
+    """
+    named = _named(maps, "maps")
+    figure = make_subplots(rows=1, cols=len(named), specs=[[{"type": "scene"}] * len(named)],
+                           subplot_titles=list(named))
+    for column, data in enumerate(named.values(), start=1):
+        data = np.asarray(getattr(data, "data", data), dtype=float)
+        step = max(1, int(np.ceil(data.shape[0] / points)))
+        data = data[::step, ::step, ::step]
+        z, y, x = np.meshgrid(*(np.arange(n) * step for n in data.shape), indexing="ij")
+        figure.add_trace(go.Isosurface(x=x.ravel(), y=y.ravel(), z=z.ravel(), value=data.ravel(),
+                                       isomin=level * data.max(), isomax=data.max(), surface_count=1,
+                                       caps={"x_show": False, "y_show": False, "z_show": False},
+                                       showscale=False, colorscale="Blues"), row=1, col=column)
+    scene = {"xaxis": {"visible": False}, "yaxis": {"visible": False}, "zaxis": {"visible": False},
+             "aspectmode": "cube"}
+    figure.update_layout(title=title, height=height,
+                         **{f"scene{'' if i == 1 else i}": scene for i in range(1, len(named) + 1)})
     return figure

@@ -13,11 +13,11 @@ import time
 
 import numpy as np
 
-from cryoposes import alignment, rotations, simulation, siamese, training
+from cryoposes import alignment, fsc, gauge, reconstruction, rotations, simulation, siamese, training, volumes
 from cryoposes.options import TURNS
 from cryoposes.recovery import RecoveryConfig, fit_poses
 
-__all__ = ["distance_errors", "recover_from_distances", "experiment"]
+__all__ = ["distance_errors", "recover_from_distances", "experiment", "map_from_poses", "true_map", "poses_to_maps"]
 
 
 def distance_errors(distances, quaternions) -> dict:
@@ -152,7 +152,8 @@ def experiment(protein: str = "5j0n", n: int = 5000, size: int = 64, coverage: s
     -------
     dict
         ``model``; ``dataset`` (the clean :class:`~cryoposes.particles.ParticleDataset`),
-        ``quaternions`` (n, 4), ``split``; ``test_images`` (T, size, size) as recovered;
+        ``quaternions`` (n, 4), ``split``; ``test_dataset``: the test particles as recovered
+        (noisy if ``snr_db``); ``test_images`` (T, size, size), its images;
         ``distances`` (T, T); ``subsets``: name → (distances, poses) for train, validation
         and test; ``distance_errors`` per subset (:func:`distance_errors`); ``recoveries``:
         init → :func:`recover_from_distances`; ``timings`` in seconds.
@@ -193,6 +194,7 @@ def experiment(protein: str = "5j0n", n: int = 5000, size: int = 64, coverage: s
         "dataset": clean,
         "quaternions": clean.quaternions,
         "split": split,
+        "test_dataset": recovered.subset(test),
         "test_images": recovered.images[test],
         "distances": distances,
         "subsets": subsets,
@@ -200,3 +202,140 @@ def experiment(protein: str = "5j0n", n: int = 5000, size: int = 64, coverage: s
         "recoveries": recoveries,
         "timings": timings,
     }
+
+
+def map_from_poses(dataset, quaternions, true_quaternions, true_map, symmetry: str = "C1", seed: int = 0,
+                   **options) -> dict:
+    """How good estimated poses are in practice: their errors, and the map they make.
+
+    The gold-standard half maps use the estimated poses as they are (no ground truth). To be
+    compared with the true map, the map is made from the estimated poses mapped into the
+    truth's frame by the physical alignment (one global rotation, and the hand if the estimate
+    is the mirror image): the truth only chooses the frame of the map, not its content.
+
+    Parameters
+    ----------
+    dataset : cryoposes.particles.ParticleDataset
+        The images (with their shifts and CTFs) the poses belong to.
+    quaternions : array_like
+        (N, 4) estimated poses of ``dataset``'s particles.
+    true_quaternions : array_like
+        (N, 4) true poses.
+    true_map : cryoposes.volumes.Volume or array_like
+        The map the images were simulated from, on the images' grid.
+    symmetry : str, optional
+        Point group, for the alignment and the maps.
+    seed : int, optional
+        Seed of the half-map split.
+    **options
+        Passed to :func:`cryoposes.reconstruction.reconstruct` (``regularization``, ``method``).
+
+    Returns
+    -------
+    dict
+        ``physical`` and ``o4``: :class:`cryoposes.alignment.Alignment`; ``map``: the map in
+        the truth's frame; ``fsc_truth``: its :class:`cryoposes.fsc.FSCCurve` against
+        ``true_map`` and ``resolution_truth`` (Å, FSC 0.5); ``fsc_half`` and
+        ``resolution_half`` (Å, FSC 0.143) of the half maps; ``seconds`` of reconstruction.
+    """
+    quaternions = np.asarray(quaternions, dtype=float)
+    physical = alignment.align_physical(true_quaternions, quaternions, symmetry=symmetry)
+    arguments = (dataset.images, physical.apply(quaternions), dataset.shifts, dataset.ctf, dataset.pixel_size)
+    start = time.perf_counter()
+    volume = reconstruction.reconstruct(*arguments, symmetry=symmetry, **options)
+    seconds = time.perf_counter() - start
+    first, second, _ = reconstruction.half_maps(dataset.images, quaternions, dataset.shifts, dataset.ctf,
+                                                dataset.pixel_size, seed=seed, symmetry=symmetry, **options)
+    against_truth = fsc.fsc(volume, np.asarray(getattr(true_map, "data", true_map)), dataset.pixel_size)
+    halves = fsc.fsc(first, second)
+    return {
+        "physical": physical,
+        "o4": alignment.align_o4(true_quaternions, quaternions, symmetry=symmetry),
+        "map": volume,
+        "fsc_truth": against_truth,
+        "resolution_truth": against_truth.resolution(fsc.REFERENCE_THRESHOLD),
+        "fsc_half": halves,
+        "resolution_half": halves.resolution(fsc.HALF_MAP_THRESHOLD),
+        "seconds": seconds,
+    }
+
+
+def true_map(protein: str, size: int, zoom: float = 1.0) -> volumes.Volume:
+    """The map that :func:`cryoposes.simulation.simulate` projects, on the images' grid.
+
+    Parameters
+    ----------
+    protein : str
+        A name known to :mod:`cryoposes.data`.
+    size : int
+        Image side in pixels.
+    zoom : float, optional
+        The simulation's zoom: the map is boxed at ``round(size·zoom)`` voxels and its central
+        ``size``³ kept, as the images keep their central ``size`` pixels.
+
+    Returns
+    -------
+    cryoposes.volumes.Volume
+        (size, size, size) map with the images' pixel size.
+    """
+    volume = volumes.load_protein(protein, box=int(round(size * zoom)))
+    corner = volume.box // 2 - size // 2
+    return volumes.Volume(np.ascontiguousarray(volume.data[corner:corner + size, corner:corner + size,
+                                                           corner:corner + size]), volume.voxel_size)
+
+
+def poses_to_maps(result: dict, protein: str, zoom: float = 1.0, recovery: RecoveryConfig | None = None,
+                  symmetry: str = "C1", seed: int = 0, progress: bool = False) -> dict:
+    """The chapter "From poses to a map" on the test images of an :func:`experiment`.
+
+    Phase 1 poses (recovered from the test images' true distances) and the learned poses of
+    ``result`` are made physical from the images (:func:`cryoposes.gauge.resolve_gauge`, no
+    ground truth); maps are made from the true poses, the learned poses in the gauge of
+    distances only, and both gauge-resolved pose sets (:func:`map_from_poses`).
+
+    Parameters
+    ----------
+    result : dict
+        An :func:`experiment` result with a ``"spectral"`` recovery.
+    protein : str
+        The simulated protein (for the true map).
+    zoom : float, optional
+        The simulation's zoom.
+    recovery : cryoposes.recovery.RecoveryConfig, optional
+        Settings of the Phase 1 recovery (``seed`` is set here).
+    symmetry : str, optional
+        Point group.
+    seed : int, optional
+        Seed of the recovery, the gauge search and the half-map split.
+    progress : bool, optional
+        Show progress bars.
+
+    Returns
+    -------
+    dict
+        ``test``: the test :class:`~cryoposes.particles.ParticleDataset`; ``true_map``;
+        ``distance_only``: name → (T, 4) poses; ``gauges``: name →
+        :class:`cryoposes.gauge.GaugeResult`; ``gauge_seconds``: name → seconds; ``maps``:
+        name → :func:`map_from_poses` result, for ``"true poses"``, ``"learned, gauge of
+        distances only"``, ``"Phase 1, gauge from the images"`` and ``"learned, gauge from the
+        images"``.
+    """
+    recovery = dataclasses.replace(recovery or RecoveryConfig(), seed=seed)
+    test = result["test_dataset"]
+    truth = test.quaternions
+    phase1 = fit_poses(rotations.pairwise_geodesic_distances(truth), recovery, progress=progress).quaternions
+    distance_only = {"Phase 1": phase1, "learned": result["recoveries"]["spectral"]["quaternions"]}
+    gauges, gauge_seconds = {}, {}
+    for name, poses in distance_only.items():
+        start = time.perf_counter()
+        gauges[name] = gauge.resolve_gauge(test.images, poses, test.shifts, test.ctf, test.pixel_size, seed=seed,
+                                           progress=progress)
+        gauge_seconds[name] = time.perf_counter() - start
+    reference = true_map(protein, test.size, zoom)
+    sources = {"true poses": truth, "learned, gauge of distances only": distance_only["learned"],
+               "Phase 1, gauge from the images": gauges["Phase 1"].quaternions,
+               "learned, gauge from the images": gauges["learned"].quaternions}
+    maps = {name: map_from_poses(test, poses, truth, reference, symmetry=symmetry, seed=seed)
+            for name, poses in sources.items()}
+    return {"test": test, "true_map": reference, "distance_only": distance_only, "gauges": gauges,
+            "gauge_seconds": gauge_seconds, "maps": maps}

@@ -35,3 +35,18 @@ def test_experiment_trains_and_recovers_on_the_images_simulate_makes():
     assert result["recoveries"]["true"]["losses_before"]["eq8"] < 1e-4  # the float64 acos floor
     assert result["recoveries"]["spectral"]["losses_before"]["eq8"] > 0.1
     assert result["model"].metadata["config"]["augmentation"]["snr_db"] == -6.0
+
+
+def test_map_from_poses_scores_a_global_rotation_and_mirror_of_the_truth_like_the_truth():
+    require_protein_file("5j0n")
+    dataset = simulation.simulate("5j0n", 300, 32, seed=2, progress=False)
+    reference = studies.true_map("5j0n", 32)
+    exact = studies.map_from_poses(dataset, dataset.quaternions, dataset.quaternions, reference)
+    # The same poses seen from another frame, mirrored: the physical gauge, which no image sees.
+    g = rotations.random_quaternions(1, 3)[0]
+    moved = rotations.quaternion_multiply(g, rotations.mirror(dataset.quaternions))
+    seen = studies.map_from_poses(dataset, moved, dataset.quaternions, reference)
+    assert seen["physical"].flipped and seen["physical"].median < 1e-3
+    assert exact["resolution_truth"] < 2.5 * dataset.pixel_size
+    assert seen["resolution_truth"] == pytest.approx(exact["resolution_truth"], rel=0.02)
+    assert seen["resolution_half"] == pytest.approx(exact["resolution_half"], rel=0.02)
