@@ -65,3 +65,13 @@ def trained(tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "distance.keras"
     model.save(path)
     return model, path, images, quaternions
+
+
+def fails_with_usage_error(capsys, arguments, message):
+    """Run ``cryoposes ARGUMENTS``; it must exit with status 2 and print ``message``."""
+    from cryoposes.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in arguments])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err

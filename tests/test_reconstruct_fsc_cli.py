@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import starfile
 
+from conftest import fails_with_usage_error
 from cryoposes.cli import main
 
 
@@ -59,27 +60,20 @@ def test_the_same_poses_in_relion_layout_give_the_same_map(dataset, tmp_path):
         np.testing.assert_allclose(first.data, second.data, atol=1e-4 * np.abs(first.data).max())
 
 
-def _fails(capsys, arguments, message):
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in arguments])
-    assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
-
-
 def test_bad_input_exits_2_and_writes_nothing(dataset, tmp_path, capsys):
     output = tmp_path / "map.mrc"
     stranger = tmp_path / "stranger.star"
     starfile.write({"particles": pd.DataFrame({"rlnImageName": ["000001@particles.mrcs", "000999@particles.mrcs"],
                                                "rlnAngleRot": [0.0, 1.0], "rlnAngleTilt": [0.0, 1.0],
                                                "rlnAnglePsi": [0.0, 1.0]})}, stranger)
-    _fails(capsys, ["reconstruct", dataset, "--poses", stranger, "-o", output], "not in the stack")
+    fails_with_usage_error(capsys, ["reconstruct", dataset, "--poses", stranger, "-o", output], "not in the stack")
     broken = tmp_path / "nan.star"
     starfile.write({"particles": pd.DataFrame({"rlnImageName": ["000001@particles.mrcs"], "rlnAngleRot": [np.nan],
                                                "rlnAngleTilt": [0.0], "rlnAnglePsi": [0.0]})}, broken)
-    _fails(capsys, ["reconstruct", dataset, "--poses", broken, "-o", output], "NaN")
-    _fails(capsys, ["reconstruct", dataset, "--poses", dataset / "particles.star", "-o", tmp_path / "map.txt"],
+    fails_with_usage_error(capsys, ["reconstruct", dataset, "--poses", broken, "-o", output], "NaN")
+    fails_with_usage_error(capsys, ["reconstruct", dataset, "--poses", dataset / "particles.star", "-o", tmp_path / "map.txt"],
            "must be a .mrc")
-    _fails(capsys, ["reconstruct", dataset, "--poses", dataset / "particles.star", "-o", output, "--symmetry", "Q2"],
+    fails_with_usage_error(capsys, ["reconstruct", dataset, "--poses", dataset / "particles.star", "-o", output, "--symmetry", "Q2"],
            "unknown symmetry")
     assert not list(tmp_path.glob("*.mrc"))
 
@@ -90,5 +84,5 @@ def test_fsc_refuses_maps_of_different_boxes(tmp_path, capsys):
     rng = np.random.default_rng(0)
     save_map(Volume(rng.standard_normal((8, 8, 8)).astype(np.float32), 2.0), tmp_path / "a.mrc")
     save_map(Volume(rng.standard_normal((10, 10, 10)).astype(np.float32), 2.0), tmp_path / "b.mrc")
-    _fails(capsys, ["fsc", tmp_path / "a.mrc", tmp_path / "b.mrc"], "different boxes")
-    _fails(capsys, ["fsc", tmp_path / "a.mrc", tmp_path / "missing.mrc"], "no map file")
+    fails_with_usage_error(capsys, ["fsc", tmp_path / "a.mrc", tmp_path / "b.mrc"], "different boxes")
+    fails_with_usage_error(capsys, ["fsc", tmp_path / "a.mrc", tmp_path / "missing.mrc"], "no map file")

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import starfile
 
+from conftest import fails_with_usage_error
 from cryoposes import rotations, symmetry
 from cryoposes.cli import main
 
@@ -104,27 +105,20 @@ def test_a_reordered_subset_star_file_keeps_its_pairing_through_recover_and_eval
     assert by_row.median > 10
 
 
-def _fails(capsys, arguments, message):
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in arguments])
-    assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
-
-
 def test_recover_bad_input_exits_2(dataset, tmp_path, capsys):
     output = tmp_path / "out.star"
     base = ["recover", dataset, "--seed", "0", "-o", output, "--quiet"]
-    _fails(capsys, ["recover", tmp_path / "missing", "--distance", "true", "--seed", "0", "-o", output],
+    fails_with_usage_error(capsys, ["recover", tmp_path / "missing", "--distance", "true", "--seed", "0", "-o", output],
            "no dataset folder")
-    _fails(capsys, base + ["--distance", "cosine"], "--distance must be")
-    _fails(capsys, base + ["--distance", tmp_path / "none.keras"], "no distance model")
-    _fails(capsys, base + ["--distance", "true", "--init", "magic"], "invalid choice")
-    _fails(capsys, base + ["--distance", "true", "--steps", "0"], "--steps must be positive")
-    _fails(capsys, ["recover", dataset, "--distance", "true", "--seed", "0", "-o", tmp_path / "out.txt"],
+    fails_with_usage_error(capsys, base + ["--distance", "cosine"], "--distance must be")
+    fails_with_usage_error(capsys, base + ["--distance", tmp_path / "none.keras"], "no distance model")
+    fails_with_usage_error(capsys, base + ["--distance", "true", "--init", "magic"], "invalid choice")
+    fails_with_usage_error(capsys, base + ["--distance", "true", "--steps", "0"], "--steps must be positive")
+    fails_with_usage_error(capsys, ["recover", dataset, "--distance", "true", "--seed", "0", "-o", tmp_path / "out.txt"],
            "must be a .star file")
     empty = tmp_path / "empty"
     empty.mkdir()
-    _fails(capsys, ["recover", empty, "--distance", "true", "--seed", "0", "-o", output], "particles")
+    fails_with_usage_error(capsys, ["recover", empty, "--distance", "true", "--seed", "0", "-o", output], "particles")
     assert not output.exists()
 
 
@@ -134,16 +128,16 @@ def test_evaluate_bad_input_exits_2(dataset, tmp_path, capsys):
     truth_path = dataset / "particles.star"
     short = tmp_path / "short.star"
     write_poses(short, rotations.random_quaternions(10, np.random.default_rng(0)))
-    _fails(capsys, ["evaluate", truth_path, short], "mismatched particle counts")
-    _fails(capsys, ["evaluate", truth_path, tmp_path / "missing.star"], "no STAR file")
-    _fails(capsys, ["evaluate", truth_path, truth_path, "--symmetry", "X9"], "unknown symmetry")
+    fails_with_usage_error(capsys, ["evaluate", truth_path, short], "mismatched particle counts")
+    fails_with_usage_error(capsys, ["evaluate", truth_path, tmp_path / "missing.star"], "no STAR file")
+    fails_with_usage_error(capsys, ["evaluate", truth_path, truth_path, "--symmetry", "X9"], "unknown symmetry")
     broken = tmp_path / "nan.star"
     angles = np.zeros((10, 3))
     angles[4, 1] = np.nan
     starfile.write({"particles": pd.DataFrame(angles, columns=["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"])},
                    broken)
-    _fails(capsys, ["evaluate", short, broken], "NaN")
+    fails_with_usage_error(capsys, ["evaluate", short, broken], "NaN")
     stranger = tmp_path / "stranger.star"
     write_poses(stranger, rotations.random_quaternions(2, np.random.default_rng(0)),
                 image_names=["000001@particles.mrcs", "999999@particles.mrcs"])
-    _fails(capsys, ["evaluate", truth_path, stranger], "not in")
+    fails_with_usage_error(capsys, ["evaluate", truth_path, stranger], "not in")
