@@ -12,6 +12,7 @@ Modules, one per domain (each imports only the ones above it in this list):
 - :mod:`cryoposes.projection` — the projector P_θ (CPU Fourier slice; ASTRA on a GPU);
 - :mod:`cryoposes.imaging` — in-plane rotation, shift S_t and noise n;
 - :mod:`cryoposes.ctf` — the contrast transfer function C_φ;
+- :mod:`cryoposes.star` — RELION STAR tables: poses, image names, origins;
 - :mod:`cryoposes.particles` — particle datasets on disk (.mrcs + RELION .star);
 - :mod:`cryoposes.simulation` — simulated datasets y = C·S·P·x + n (the one image maker);
 - :mod:`cryoposes.distances` — the Euclidean baseline distance;

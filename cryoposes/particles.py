@@ -19,9 +19,8 @@ Writing is atomic: everything goes to a temporary folder beside the target, whic
 place at the end, so a failure leaves nothing half-written. An existing non-empty folder is
 refused unless ``overwrite=True``, which replaces it as a whole.
 
-Pose-only STAR files (:func:`write_poses`, :func:`read_poses`) hold estimated or true poses for
-``cryoposes recover`` and ``cryoposes evaluate``; :func:`read_poses` also reads a dataset's
-``particles.star``.
+The STAR tables themselves (poses, names, origins, the ``data_cryoposes`` block) are read and
+written by :mod:`cryoposes.star`.
 """
 
 from __future__ import annotations
@@ -37,9 +36,19 @@ import numpy as np
 import pandas as pd
 import starfile
 
-from cryoposes.errors import InputError
 from cryoposes.ctf import CTFParameters
-from cryoposes.rotations import euler_to_quaternion, quaternion_to_euler
+from cryoposes.errors import InputError
+from cryoposes.star import (
+    FLOAT_FORMAT,
+    METADATA_PREFIX,
+    ORIGIN_COLUMNS,
+    euler_degrees,
+    metadata_block,
+    particle_table,
+    quaternions_from,
+    read_star,
+    require,
+)
 
 __all__ = [
     "STACK_NAME",
@@ -47,16 +56,10 @@ __all__ = [
     "ParticleDataset",
     "write_dataset",
     "read_dataset",
-    "write_poses",
-    "read_poses",
-    "PoseTable",
-    "read_pose_table",
 ]
 
 STACK_NAME = "particles.mrcs"
 STAR_NAME = "particles.star"
-ANGLE_COLUMNS = ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
-ORIGIN_COLUMNS = ("rlnOriginXAngst", "rlnOriginYAngst")
 #: CTFParameters field → RELION column, per particle.
 CTF_PARTICLE_COLUMNS = {"defocus_u": "rlnDefocusU", "defocus_v": "rlnDefocusV", "defocus_angle": "rlnDefocusAngle"}
 #: CTFParameters field → RELION column, in the optics block when shared by all particles.
@@ -65,8 +68,6 @@ CTF_OPTICS_COLUMNS = {
     "spherical_aberration": "rlnSphericalAberration",
     "amplitude_contrast": "rlnAmplitudeContrast",
 }
-METADATA_PREFIX = "cryoposes_"
-FLOAT_FORMAT = "%.10g"
 
 
 @dataclass
@@ -187,51 +188,6 @@ class ParticleDataset:
         return [f"{i + 1:06d}@{STACK_NAME}" for i in range(len(self))]
 
 
-def _euler_degrees(quaternions) -> dict[str, np.ndarray]:
-    return dict(zip(ANGLE_COLUMNS, np.degrees(quaternion_to_euler(quaternions))))
-
-
-def _quaternions_from(table: pd.DataFrame, source) -> np.ndarray:
-    _require(table, ANGLE_COLUMNS, source)
-    angles = table[list(ANGLE_COLUMNS)].to_numpy(dtype=float)
-    if not np.all(np.isfinite(angles)):
-        rows = np.flatnonzero(~np.all(np.isfinite(angles), axis=1))
-        raise InputError(f"{source}: Euler angles are NaN or infinite in {len(rows)} row(s), first at row {rows[0] + 1}")
-    return euler_to_quaternion(*np.radians(angles.T))
-
-
-def _require(table: pd.DataFrame, columns, source):
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise InputError(f"{source}: missing column(s) {', '.join(missing)} (found: {', '.join(table.columns)})")
-
-
-def _read_star(path) -> dict[str, pd.DataFrame | dict]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no STAR file at {path}")
-    try:
-        blocks = starfile.read(path, always_dict=True)
-    except Exception as error:  # starfile raises assorted parser errors
-        raise InputError(f"{path}: not a readable STAR file ({error})") from error
-    if not blocks:
-        raise InputError(f"{path}: no data blocks")
-    return blocks
-
-
-def _particle_table(blocks: dict, source) -> pd.DataFrame:
-    """The particles block of a RELION 3.1 file, or the only table of an older/pose-only one."""
-    if isinstance(blocks.get("particles"), pd.DataFrame):
-        return blocks["particles"]
-    tables = [block for block in blocks.values() if isinstance(block, pd.DataFrame)]
-    for table in tables:
-        if ANGLE_COLUMNS[0] in table.columns:
-            return table
-    if len(tables) == 1:
-        return tables[0]
-    raise InputError(f"{source}: no particles table (blocks: {', '.join(blocks)})")
-
-
 def _prepare_target(directory: Path, overwrite: bool) -> None:
     if directory.exists() and not directory.is_dir():
         raise InputError(f"{directory} exists and is not a folder")
@@ -310,7 +266,7 @@ def _star_blocks(dataset: ParticleDataset) -> dict:
     }
     # The stack written is new, so the names are its own, whatever the dataset was read from.
     particles = {"rlnImageName": [f"{i + 1:06d}@{STACK_NAME}" for i in range(count)]}
-    particles.update(_euler_degrees(dataset.quaternions))
+    particles.update(euler_degrees(dataset.quaternions))
     particles["rlnOriginXAngst"] = -dataset.shifts[:, 0] * dataset.pixel_size
     particles["rlnOriginYAngst"] = -dataset.shifts[:, 1] * dataset.pixel_size
     if dataset.ctf is not None:
@@ -324,22 +280,10 @@ def _star_blocks(dataset: ParticleDataset) -> dict:
                 particles[column] = values[name]
     particles["rlnOpticsGroup"] = np.ones(count, dtype=int)
     blocks = {"optics": pd.DataFrame(optics), "particles": pd.DataFrame(particles)}
-    metadata = _metadata_block(dataset.metadata)
+    metadata = metadata_block(dataset.metadata)
     if metadata:
         blocks["cryoposes"] = metadata
     return blocks
-
-
-def _metadata_block(metadata: dict) -> dict:
-    """``metadata`` as the key-value pairs of a ``data_cryoposes`` block (None values left out)."""
-    block = {}
-    for key, value in metadata.items():
-        if value is None:
-            continue  # absent means None
-        if not isinstance(value, (str, int, float, bool, np.integer, np.floating, np.bool_)):
-            raise InputError(f"metadata {key!r} must be a string, number or boolean, got {type(value).__name__}")
-        block[METADATA_PREFIX + key] = value.item() if isinstance(value, np.generic) else value
-    return block
 
 
 def read_dataset(directory) -> ParticleDataset:
@@ -380,10 +324,10 @@ def read_dataset(directory) -> ParticleDataset:
     star_path = directory / STAR_NAME
     if not directory.is_dir():
         raise FileNotFoundError(f"no dataset folder at {directory}")
-    blocks = _read_star(star_path)
-    table = _particle_table(blocks, star_path)
-    _require(table, ("rlnImageName",), star_path)
-    quaternions = _quaternions_from(table, star_path)
+    blocks = read_star(star_path)
+    table = particle_table(blocks, star_path)
+    require(table, ("rlnImageName",), star_path)
+    quaternions = quaternions_from(table, star_path)
     optics = blocks.get("optics")
     optics_row = optics.iloc[0] if isinstance(optics, pd.DataFrame) and len(optics) else pd.Series(dtype=object)
     if isinstance(optics, pd.DataFrame) and len(optics) > 1:
@@ -452,146 +396,3 @@ def _read_images(directory: Path, names: pd.Series, source) -> np.ndarray:
     return data[np.asarray(indices)]
 
 
-def write_poses(path, quaternions, image_names=None, metadata: dict | None = None) -> Path:
-    """Write poses to a RELION STAR file (``rlnAngleRot``/``Tilt``/``Psi`` in degrees), atomically.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The STAR file; its folder is created if needed, an existing file replaced.
-    quaternions : array_like
-        (N, 4) unit quaternions.
-    image_names : sequence of str, optional
-        The N particles' ``rlnImageName`` (:meth:`ParticleDataset.names`), written too.
-    metadata : dict, optional
-        How the poses were made (str, int, float or bool values, e.g. which gauge they are in),
-        written to a ``data_cryoposes`` block that RELION ignores.
-
-    Returns
-    -------
-    pathlib.Path
-        The file written.
-
-    Raises
-    ------
-    cryoposes.errors.InputError
-        Quaternions not shaped (N, 4) or not finite, or a count of names other than N.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from cryoposes.particles import read_pose_table, write_poses
-    >>> with tempfile.TemporaryDirectory() as folder:
-    ...     path = write_poses(f"{folder}/poses.star", [[1.0, 0, 0, 0], [0, 0, 0, 1.0]], ["1@a.mrcs", "2@a.mrcs"])
-    ...     table = read_pose_table(path)
-    >>> table.quaternions.shape, table.names
-    ((2, 4), ['1@a.mrcs', '2@a.mrcs'])
-    """
-    path = Path(path)
-    quaternions = np.asarray(quaternions, dtype=float)
-    if quaternions.ndim != 2 or quaternions.shape[1] != 4:
-        raise InputError(f"quaternions must be shaped (N, 4), got {quaternions.shape}")
-    if not np.all(np.isfinite(quaternions)):
-        raise InputError("quaternions contain NaN or infinite values")
-    table = {}
-    if image_names is not None:
-        if len(image_names) != len(quaternions):
-            raise InputError(f"{len(image_names)} image names for {len(quaternions)} poses")
-        table["rlnImageName"] = list(image_names)
-    table.update(_euler_degrees(quaternions))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    os.close(handle)
-    try:
-        blocks = {"particles": pd.DataFrame(table)}
-        if metadata:
-            blocks["cryoposes"] = _metadata_block(metadata)
-        starfile.write(blocks, temporary, float_format=FLOAT_FORMAT)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def read_poses(path) -> np.ndarray:
-    """Poses from a STAR file with ``rlnAngleRot``/``Tilt``/``Psi`` in degrees.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        A pose file of :func:`write_poses`, a dataset's ``particles.star`` or any RELION
-        particle STAR file.
-
-    Returns
-    -------
-    numpy.ndarray
-        (N, 4) unit quaternions, in the file's row order.
-
-    Raises
-    ------
-    InputError
-        NaN angles, missing columns, an unreadable file (the message names it).
-    """
-    return read_pose_table(path).quaternions
-
-
-@dataclass(frozen=True)
-class PoseTable:
-    """The poses of a STAR file, as :func:`read_pose_table` reads them.
-
-    Attributes
-    ----------
-    quaternions : numpy.ndarray
-        (N, 4) unit quaternions, in the file's row order.
-    names : list of str or None
-        The N image names (``rlnImageName``), or None without that column.
-    shifts : numpy.ndarray or None
-        (N, 2) particle shifts ``(t_x, t_y)`` in Å (RELION's origins, negated), or None when the
-        file has no ``rlnOriginXAngst``/``rlnOriginYAngst``.
-    """
-
-    quaternions: np.ndarray
-    names: list | None
-    shifts: np.ndarray | None
-
-
-def read_pose_table(path) -> PoseTable:
-    """Poses, particle names and shifts from a STAR file, in any RELION layout.
-
-    Reads the particles block of a RELION 3.1+ file (an optics block and extra columns are
-    ignored, columns may come in any order) or the only table of an older or pose-only file.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The STAR file.
-
-    Returns
-    -------
-    PoseTable
-
-    Raises
-    ------
-    InputError
-        NaN angles, missing angle columns, an unreadable file (the message names it).
-
-    Examples
-    --------
-    >>> import os, tempfile
-    >>> from cryoposes import rotations
-    >>> with tempfile.TemporaryDirectory() as folder:
-    ...     path = write_poses(os.path.join(folder, "poses.star"), rotations.random_quaternions(3, 0),
-    ...                        image_names=["000001@a.mrcs", "000002@a.mrcs", "000003@a.mrcs"])
-    ...     table = read_pose_table(path)
-    >>> table.quaternions.shape, table.names[0], table.shifts
-    ((3, 4), '000001@a.mrcs', None)
-    """
-    table = _particle_table(_read_star(path), path)
-    names = list(table["rlnImageName"].astype(str)) if "rlnImageName" in table.columns else None
-    shifts = None
-    if all(column in table.columns for column in ORIGIN_COLUMNS):
-        shifts = -table[list(ORIGIN_COLUMNS)].to_numpy(dtype=float)
-        if not np.all(np.isfinite(shifts)):
-            raise InputError(f"{path}: origins are NaN or infinite")
-    return PoseTable(_quaternions_from(table, path), names, shifts)

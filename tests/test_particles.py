@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import starfile
 
-from cryoposes import particles
+from cryoposes import particles, star
 from cryoposes.ctf import CTFParameters
 from cryoposes.rotations import canonical, euler_to_quaternion, random_quaternions
 
@@ -135,27 +135,12 @@ def test_images_follow_their_names(tmp_path):
 
 def test_pose_files(tmp_path):
     q = random_quaternions(20, rng=3)
-    path = particles.write_poses(tmp_path / "poses.star", q)
-    assert_same_rotations(particles.read_poses(path), q)
+    path = star.write_poses(tmp_path / "poses.star", q)
+    assert_same_rotations(star.read_poses(path), q)
     # A dataset's particles.star is a pose file too.
     dataset = make_dataset()
     folder = particles.write_dataset(dataset, tmp_path / "data")
-    assert_same_rotations(particles.read_poses(folder / "particles.star"), dataset.quaternions)
-
-
-def test_read_poses_errors(tmp_path):
-    path = tmp_path / "poses.star"
-    starfile.write({"particles": pd.DataFrame({"rlnAngleRot": [1.0], "rlnAngleTilt": [2.0]})}, path)
-    with pytest.raises(ValueError, match="missing column.*rlnAnglePsi"):
-        particles.read_poses(path)
-    starfile.write({"particles": pd.DataFrame({"rlnAngleRot": [1.0, np.nan], "rlnAngleTilt": [2.0, 3.0],
-                                               "rlnAnglePsi": [0.0, 0.0]})}, path)
-    with pytest.raises(ValueError, match="NaN"):
-        particles.read_poses(path)
-    with pytest.raises(FileNotFoundError, match="no STAR file"):
-        particles.read_poses(tmp_path / "absent.star")
-    with pytest.raises(ValueError, match="NaN"):
-        particles.write_poses(path, [[np.nan, 0, 0, 1]])
+    assert_same_rotations(star.read_poses(folder / "particles.star"), dataset.quaternions)
 
 
 def test_read_dataset_errors(tmp_path):

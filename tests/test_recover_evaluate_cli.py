@@ -47,7 +47,7 @@ def test_recover_true_distances_then_evaluate(dataset, tmp_path, capsys):
     first, again = tmp_path / "first.star", tmp_path / "again.star"
     for path in (first, again):
         assert main(arguments[:-2] + ["--no-gauge", "-o", str(path)]) == 0
-    from cryoposes.particles import read_poses
+    from cryoposes.star import read_poses
 
     assert np.array_equal(read_poses(first), read_poses(again))
     # Plain text names both alignments.
@@ -66,7 +66,7 @@ def test_recover_euclidean_distances_runs(dataset, tmp_path, capsys):
 
 
 def test_evaluate_matches_particles_by_name_and_knows_symmetry(dataset, tmp_path, capsys):
-    from cryoposes.particles import read_poses, write_poses
+    from cryoposes.star import read_poses, write_poses
 
     truth = read_poses(dataset / "particles.star")
     subset = np.array([5, 2, 40, 17, 33, 8, 50, 1])
@@ -99,7 +99,7 @@ def test_a_reordered_subset_star_file_keeps_its_pairing_through_recover_and_eval
     assert report["particles"] == 40 and report["o4"]["median_deg"] < 0.1
     # Paired by row instead (what row-index names did), the same poses are far off.
     from cryoposes import alignment
-    from cryoposes.particles import read_poses
+    from cryoposes.star import read_poses
 
     by_row = alignment.align_o4(read_poses(dataset / "particles.star")[:40], read_poses(output))
     assert by_row.median > 10
@@ -123,7 +123,7 @@ def test_recover_bad_input_exits_2(dataset, tmp_path, capsys):
 
 
 def test_evaluate_bad_input_exits_2(dataset, tmp_path, capsys):
-    from cryoposes.particles import write_poses
+    from cryoposes.star import write_poses
 
     truth_path = dataset / "particles.star"
     short = tmp_path / "short.star"

@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _matched(true_path: Path, estimated_path: Path):
     import numpy as np
 
-    from cryoposes.particles import read_pose_table
+    from cryoposes.star import read_pose_table
 
     truth, estimate = read_pose_table(true_path), read_pose_table(estimated_path)
     q_true, true_names = truth.quaternions, truth.names

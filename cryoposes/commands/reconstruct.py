@@ -54,9 +54,9 @@ def paired_particles(dataset, poses_path: Path):
     shifts where it has origins)."""
     import numpy as np
 
-    from cryoposes import particles
+    from cryoposes import star
 
-    table = particles.read_pose_table(poses_path)
+    table = star.read_pose_table(poses_path)
     if table.names is None:
         if len(table.quaternions) != len(dataset):
             raise InputError(f"{poses_path} has no rlnImageName and {len(table.quaternions)} poses for "

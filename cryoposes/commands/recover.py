@@ -101,7 +101,7 @@ def _check_same_simulation(trained_on: dict, recovered: dict) -> None:
 def main(args) -> int:
     import numpy as np
 
-    from cryoposes import distances, particles, recovery, rotations
+    from cryoposes import distances, particles, recovery, rotations, star
 
     _check_arguments(args)
     dataset = particles.read_dataset(args.directory)
@@ -141,7 +141,7 @@ def main(args) -> int:
                     "gauge_runner_up": found.runner_up, "gauge_transposed": found.transposed}
     # The names read from the STAR file, so that a reordered or subset file keeps its pairing.
     names = dataset.names()
-    particles.write_poses(args.output, poses, image_names=[names[i] for i in chosen], metadata=metadata)
+    star.write_poses(args.output, poses, image_names=[names[i] for i in chosen], metadata=metadata)
     print(f"recovered {len(chosen)} poses in {seconds:.1f} s (final loss {result.history['loss'][-1]:.3g}), "
           f"gauge: {metadata['gauge']} -> {args.output}")
     return 0
