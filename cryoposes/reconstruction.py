@@ -10,7 +10,8 @@ gives samples of the map's spectrum on a central plane, so the normal equations 
 
 * ``b = Σ_i P_iᵀ S_iᵀ C_i y_i``, the back-projection: every image's spectrum (its shift undone,
   multiplied by its CTF) put back on its plane, summed into the volume by one type-1 NUFFT
-  (finufft), the exact adjoint of :func:`cryoposes.projection.project`'s type-2 NUFFT;
+  (finufft): the adjoint of sampling the map's spectrum on the planes, which is what
+  :func:`cryoposes.projection.project` does with a type-2 NUFFT;
 * ``A = Σ_i P_iᵀ C_i² P_i``, a convolution with the kernel ``K(d) = Σ_j C_j² e^{2πi ξ_j·d}``
   over the plane samples ``ξ_j``, computed once by a type-1 NUFFT on a 2L grid, and applied by
   zero-padded FFTs.
@@ -39,8 +40,8 @@ import numpy as np
 import scipy.fft
 
 from cryoposes import imaging, projection, rotations
-from cryoposes.symmetry import symmetry_group
 from cryoposes.ctf import CTFParameters, ctf_images
+from cryoposes.symmetry import symmetry_group
 from cryoposes.volumes import Volume
 
 __all__ = ["METHODS", "reconstruct", "half_maps"]
