@@ -2,7 +2,6 @@
 
 import mrcfile
 import numpy as np
-import pandas as pd
 import pytest
 import starfile
 
