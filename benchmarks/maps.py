@@ -17,6 +17,7 @@ import argparse
 import records
 from cryoposes import alignment, batches, studies, training
 from cryoposes.options import TURNS
+from cryoposes.rotations import COVERAGES
 from cryoposes.recovery import RecoveryConfig
 
 
@@ -53,6 +54,7 @@ def main() -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--profile", default="measurement")
     parser.add_argument("--protein", default="5j0n")
+    parser.add_argument("--coverage", default="full", choices=list(COVERAGES))
     parser.add_argument("--images", type=int, default=5000)
     parser.add_argument("--size", type=int, default=116)
     parser.add_argument("--zoom", type=float, default=1.0)
@@ -76,7 +78,7 @@ def main() -> None:
                                      crop=args.crop, input_size=args.input_size, learning_rate=args.learning_rate,
                                      augmentation=batches.Augmentation(rotate=True))
     recovery = RecoveryConfig(steps=args.recovery_steps)
-    result = studies.experiment(args.protein, args.images, args.size, snr_db=args.snr_db, config=config,
+    result = studies.experiment(args.protein, args.images, args.size, coverage=args.coverage, snr_db=args.snr_db, config=config,
                                 recovery=recovery, symmetry=args.symmetry, seed=args.seed, zoom=args.zoom,
                                 progress=True, initial=args.init_model, turns=args.turns)
     if args.save_model:

@@ -20,6 +20,7 @@ Modules, one per domain (each imports only the ones above it in this list):
 - :mod:`cryoposes.reconstruction` — a map from images and poses (+ shifts, CTF), half maps;
 - :mod:`cryoposes.fsc` — Fourier shell correlation and resolution;
 - :mod:`cryoposes.gauge` — physical poses from distance-only poses, using the images (common lines);
+- :mod:`cryoposes.refinement` — local refinement of poses and shifts by projection matching;
 - :mod:`cryoposes.callbacks` — Keras callbacks shared by the two fits;
 - :mod:`cryoposes.spectral` — the spectral start: poses from a distance matrix alone;
 - :mod:`cryoposes.recovery` — orientation recovery from pairwise distances;

@@ -40,10 +40,10 @@ from cryoposes.ctf import CTFParameters
 from cryoposes.errors import InputError
 from cryoposes.star import (
     FLOAT_FORMAT,
-    METADATA_PREFIX,
     ORIGIN_COLUMNS,
     euler_degrees,
     metadata_block,
+    metadata_from,
     particle_table,
     quaternions_from,
     read_star,
@@ -359,15 +359,7 @@ def read_dataset(directory) -> ParticleDataset:
         ctf = CTFParameters(**values)
 
     images = _read_images(directory, table["rlnImageName"], star_path)
-    metadata = {}
-    extra = blocks.get("cryoposes")
-    if isinstance(extra, dict):
-        for key, value in extra.items():
-            if key.startswith(METADATA_PREFIX):
-                # STAR has no booleans: they come back as the strings "True" and "False".
-                if isinstance(value, str) and value in ("True", "False"):
-                    value = value == "True"
-                metadata[key[len(METADATA_PREFIX):]] = value
+    metadata = metadata_from(blocks)
     if not np.allclose(pixel_size, pixel_size[0]):
         raise InputError(f"{star_path}: particles with different pixel sizes are not supported")
     return ParticleDataset(images, quaternions, shifts, float(pixel_size[0]), ctf, metadata,

@@ -69,12 +69,13 @@ def _check_inputs(images, quaternions, shifts, ctf):
     return images, quaternions, shifts
 
 
-class _Planes:
+class ImageSpectra:
     """The Fourier samples of the images on their central planes, the shifts undone.
 
-    Frequencies are those of an ``L``-point DFT about the pixel ``L // 2`` inside the Nyquist
-    circle; ``values`` (N, M) complex128 are the images' spectra times ``e^{2πi k·t}`` times the
-    CTF, ``weights`` (N, M) the squared CTF (ones without one).
+    Frequencies ``kx``, ``ky`` (M,) in cycles per pixel are those of an ``L``-point DFT about
+    the pixel ``L // 2`` inside the Nyquist circle; ``values`` (N, M) complex128 are the images'
+    spectra times ``e^{2πi k·t}`` times the CTF, ``weights`` (N, M) the squared CTF (ones
+    without one). Shared by the reconstruction and :mod:`cryoposes.refinement`.
     """
 
     def __init__(self, images, shifts, ctf, pixel_size):
@@ -261,7 +262,7 @@ def reconstruct(images, quaternions, shifts=None, ctf=None, pixel_size: float = 
             raise ValueError("ASTRA's reconstruction has no CTF model; use method='fourier'")
         data = _astra_cgls(imaging.shift_images(images, -shifts), matrices, group, iterations)
     else:
-        planes = _Planes(images, shifts, ctf, pixel_size)
+        planes = ImageSpectra(images, shifts, ctf, pixel_size)
         right_side = _accumulate(planes, matrices, planes.values, (planes.size,) * 3, group).real
         operator = _NormalEquations(planes, matrices, group)
         data, _ = _conjugate_gradients(operator, right_side, regularization * operator.mean_density,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +99,21 @@ def metadata_block(metadata: dict) -> dict:
     return block
 
 
-def write_poses(path, quaternions, image_names=None, metadata: dict | None = None) -> Path:
+def metadata_from(blocks: dict) -> dict:
+    """The ``data_cryoposes`` block of :func:`read_star`'s blocks as a dict, prefix removed."""
+    metadata = {}
+    extra = blocks.get("cryoposes")
+    if isinstance(extra, dict):
+        for key, value in extra.items():
+            if key.startswith(METADATA_PREFIX):
+                # STAR has no booleans: they come back as the strings "True" and "False".
+                if isinstance(value, str) and value in ("True", "False"):
+                    value = value == "True"
+                metadata[key[len(METADATA_PREFIX):]] = value
+    return metadata
+
+
+def write_poses(path, quaternions, image_names=None, metadata: dict | None = None, shifts=None) -> Path:
     """Write poses to a RELION STAR file (``rlnAngleRot``/``Tilt``/``Psi`` in degrees), atomically.
 
     Parameters
@@ -113,6 +127,9 @@ def write_poses(path, quaternions, image_names=None, metadata: dict | None = Non
     metadata : dict, optional
         How the poses were made (str, int, float or bool values, e.g. which gauge they are in),
         written to a ``data_cryoposes`` block that RELION ignores.
+    shifts : array_like, optional
+        (N, 2) particle shifts ``(t_x, t_y)`` in Å, written as RELION's origins
+        ``rlnOriginXAngst``/``rlnOriginYAngst`` (their negatives), as :class:`PoseTable` reads them.
 
     Returns
     -------
@@ -122,7 +139,8 @@ def write_poses(path, quaternions, image_names=None, metadata: dict | None = Non
     Raises
     ------
     cryoposes.errors.InputError
-        Quaternions not shaped (N, 4) or not finite, or a count of names other than N.
+        Quaternions not shaped (N, 4) or not finite, a count of names other than N, shifts not
+        shaped (N, 2) or not finite.
 
     Examples
     --------
@@ -146,6 +164,11 @@ def write_poses(path, quaternions, image_names=None, metadata: dict | None = Non
             raise InputError(f"{len(image_names)} image names for {len(quaternions)} poses")
         table["rlnImageName"] = list(image_names)
     table.update(euler_degrees(quaternions))
+    if shifts is not None:
+        shifts = np.asarray(shifts, dtype=float)
+        if shifts.shape != (len(quaternions), 2) or not np.all(np.isfinite(shifts)):
+            raise InputError(f"shifts must be finite and shaped ({len(quaternions)}, 2), got {shifts.shape}")
+        table.update(zip(ORIGIN_COLUMNS, -shifts.T))
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     os.close(handle)
@@ -196,11 +219,14 @@ class PoseTable:
     shifts : numpy.ndarray or None
         (N, 2) particle shifts ``(t_x, t_y)`` in Å (RELION's origins, negated), or None when the
         file has no ``rlnOriginXAngst``/``rlnOriginYAngst``.
+    metadata : dict
+        The ``data_cryoposes`` block (how the poses were made, e.g. ``gauge``); empty without one.
     """
 
     quaternions: np.ndarray
     names: list | None
     shifts: np.ndarray | None
+    metadata: dict = field(default_factory=dict)
 
 
 def read_pose_table(path) -> PoseTable:
@@ -234,11 +260,12 @@ def read_pose_table(path) -> PoseTable:
     >>> table.quaternions.shape, table.names[0], table.shifts
     ((3, 4), '000001@a.mrcs', None)
     """
-    table = particle_table(read_star(path), path)
+    blocks = read_star(path)
+    table = particle_table(blocks, path)
     names = list(table["rlnImageName"].astype(str)) if "rlnImageName" in table.columns else None
     shifts = None
     if all(column in table.columns for column in ORIGIN_COLUMNS):
         shifts = -table[list(ORIGIN_COLUMNS)].to_numpy(dtype=float)
         if not np.all(np.isfinite(shifts)):
             raise InputError(f"{path}: origins are NaN or infinite")
-    return PoseTable(quaternions_from(table, path), names, shifts)
+    return PoseTable(quaternions_from(table, path), names, shifts, metadata_from(blocks))
