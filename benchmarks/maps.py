@@ -6,8 +6,11 @@
 Runs :func:`cryoposes.studies.experiment` (simulate, train, recover the test images' poses from
 their learned distances) and :func:`cryoposes.studies.poses_to_maps` (Phase 1 and learned poses
 made physical from the images, maps of true, distance-only and gauge-resolved poses, FSC against
-the true map and between half maps), and stores a record under ``--name`` (the exact command,
-version, machine; errors, resolutions and times). The chapter "From poses to a map" renders it.
+the true map and between half maps; with ``--refine-iterations`` also the learned poses after
+local refinement, next to the distance-only ones), and stores a record under ``--name`` (the
+exact command, version, machine; errors, resolutions and times). ``--model`` reuses the model
+of an earlier run with the same simulation and seed instead of training again. The chapter
+"From poses to a map" renders the records.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ def record(result: dict, study: dict, name: str, profile: str, args: dict) -> di
                      "reconstruction_seconds": scored["seconds"], "fsc_truth": scored["fsc_truth"].as_dict(),
                      "fsc_half": scored["fsc_half"].as_dict()}
             for source, scored in study["maps"].items()}
-    return {
+    entry = {
         **records.header(name, profile, args),
         "test_images": len(study["test"]),
         "pixel_size": study["test"].pixel_size,
@@ -47,6 +50,9 @@ def record(result: dict, study: dict, name: str, profile: str, args: dict) -> di
         "gauge": gauges,
         "maps": maps,
     }
+    if "refinement" in study:
+        entry["refinement"] = {"seconds": study["refine_seconds"], "history": study["refinement"].history}
+    return entry
 
 
 def main() -> None:
@@ -70,6 +76,11 @@ def main() -> None:
     parser.add_argument("--init-model", default=None, metavar="MODEL.keras",
                         help="fine-tune this model (same simulated images and seed), e.g. a clean run's")
     parser.add_argument("--save-model", default=None, metavar="MODEL.keras", help="keep the trained model here")
+    parser.add_argument("--model", default=None, metavar="MODEL.keras",
+                        help="use this model, trained by an earlier run with the same simulation and seed, instead "
+                             "of training")
+    parser.add_argument("--refine-iterations", type=int, default=0,
+                        help="also refine the learned poses locally (projection matching), this many iterations")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="results/maps.json")
     args = parser.parse_args()
@@ -80,11 +91,11 @@ def main() -> None:
     recovery = RecoveryConfig(steps=args.recovery_steps)
     result = studies.experiment(args.protein, args.images, args.size, coverage=args.coverage, snr_db=args.snr_db, config=config,
                                 recovery=recovery, symmetry=args.symmetry, seed=args.seed, zoom=args.zoom,
-                                progress=True, initial=args.init_model, turns=args.turns)
+                                progress=True, initial=args.init_model, turns=args.turns, trained=args.model)
     if args.save_model:
         result["model"].save(args.save_model)
     study = studies.poses_to_maps(result, args.protein, zoom=args.zoom, recovery=recovery, symmetry=args.symmetry,
-                                  seed=args.seed, progress=True)
+                                  seed=args.seed, progress=True, refine_iterations=args.refine_iterations)
     entry = record(result, study, args.name, args.profile, vars(args))
     records.save(args.output, entry)
     for source, numbers in entry["maps"].items():

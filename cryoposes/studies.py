@@ -13,7 +13,8 @@ import time
 
 import numpy as np
 
-from cryoposes import alignment, fsc, gauge, reconstruction, rotations, simulation, siamese, training, volumes
+from cryoposes import (alignment, fsc, gauge, reconstruction, refinement, rotations, simulation, siamese, training,
+                       volumes)
 from cryoposes.options import TURNS
 from cryoposes.recovery import RecoveryConfig, fit_poses
 
@@ -103,7 +104,7 @@ def experiment(protein: str = "5j0n", n: int = 5000, size: int = 64, coverage: s
                snr_db: float | None = None, config: training.TrainingConfig | None = None,
                inits=("spectral",), recovery: RecoveryConfig | None = None, symmetry: str = "C1",
                seed: int = 0, zoom: float = 1.0, progress: bool = False, initial=None,
-               turns: int = TURNS) -> dict:
+               turns: int = TURNS, trained=None) -> dict:
     """The whole Phase 2.2 pipeline on simulated data, from a density map to scored poses.
 
     1. Simulate ``n`` clean images of ``protein`` (:func:`cryoposes.simulation.simulate`, with
@@ -147,6 +148,9 @@ def experiment(protein: str = "5j0n", n: int = 5000, size: int = 64, coverage: s
         for a noisy run on the same simulated poses.
     turns : int
         In-plane turns averaged in every distance matrix (:func:`cryoposes.siamese.distance_matrix`).
+    trained : SiameseDistance or path, optional
+        A model trained by an earlier run with the same simulation arguments and seed (so the
+        same split): step 2 is skipped and this model used (``timings["train"]`` is 0).
 
     Returns
     -------
@@ -168,9 +172,12 @@ def experiment(protein: str = "5j0n", n: int = 5000, size: int = 64, coverage: s
     timings["simulate"] = time.perf_counter() - start
     split = training.split_indices(n, seed=seed)
     start = time.perf_counter()
-    model = training.train(clean.images, clean.quaternions, split, config, progress=progress, initial=initial,
-                           metadata={"protein": protein, "size": size, "zoom": zoom, "coverage": coverage,
-                                     "snr_db": snr_db})
+    if trained is None:
+        model = training.train(clean.images, clean.quaternions, split, config, progress=progress, initial=initial,
+                               metadata={"protein": protein, "size": size, "zoom": zoom, "coverage": coverage,
+                                         "snr_db": snr_db})
+    else:
+        model = siamese.as_model(trained)
     timings["train"] = time.perf_counter() - start
     test = split["test"]
     start = time.perf_counter()
@@ -285,7 +292,7 @@ def true_map(protein: str, size: int, zoom: float = 1.0) -> volumes.Volume:
 
 
 def poses_to_maps(result: dict, protein: str, zoom: float = 1.0, recovery: RecoveryConfig | None = None,
-                  symmetry: str = "C1", seed: int = 0, progress: bool = False) -> dict:
+                  symmetry: str = "C1", seed: int = 0, progress: bool = False, refine_iterations: int = 0) -> dict:
     """The chapter "From poses to a map" on the test images of an :func:`experiment`.
 
     Phase 1 poses (recovered from the test images' true distances) and the learned poses of
@@ -309,6 +316,10 @@ def poses_to_maps(result: dict, protein: str, zoom: float = 1.0, recovery: Recov
         Seed of the recovery, the gauge search and the half-map split.
     progress : bool, optional
         Show progress bars.
+    refine_iterations : int, optional
+        If positive, the learned gauge-resolved poses are also refined locally
+        (:func:`cryoposes.refinement.refine`, this many iterations) and mapped as ``"learned,
+        refined"``, next to the distance-only ones.
 
     Returns
     -------
@@ -318,7 +329,8 @@ def poses_to_maps(result: dict, protein: str, zoom: float = 1.0, recovery: Recov
         :class:`cryoposes.gauge.GaugeResult`; ``gauge_seconds``: name → seconds; ``maps``:
         name → :func:`map_from_poses` result, for ``"true poses"``, ``"learned, gauge of
         distances only"``, ``"Phase 1, gauge from the images"`` and ``"learned, gauge from the
-        images"``.
+        images"``; with refinement also ``refinement``
+        (:class:`cryoposes.refinement.RefinementResult`) and ``refine_seconds``.
     """
     recovery = dataclasses.replace(recovery or RecoveryConfig(), seed=seed)
     test = result["test_dataset"]
@@ -337,5 +349,16 @@ def poses_to_maps(result: dict, protein: str, zoom: float = 1.0, recovery: Recov
                "learned, gauge from the images": gauges["learned"].quaternions}
     maps = {name: map_from_poses(test, poses, truth, reference, symmetry=symmetry, seed=seed)
             for name, poses in sources.items()}
-    return {"test": test, "true_map": reference, "distance_only": distance_only, "gauges": gauges,
-            "gauge_seconds": gauge_seconds, "maps": maps}
+    study = {"test": test, "true_map": reference, "distance_only": distance_only, "gauges": gauges,
+             "gauge_seconds": gauge_seconds, "maps": maps}
+    if refine_iterations > 0:
+        start = time.perf_counter()
+        refined = refinement.refine(test.images, gauges["learned"].quaternions, test.shifts, test.ctf,
+                                    test.pixel_size, iterations=refine_iterations, symmetry=symmetry, seed=seed,
+                                    progress=progress)
+        study["refine_seconds"] = time.perf_counter() - start
+        study["refinement"] = refined
+        moved = dataclasses.replace(test, shifts=refined.shifts)
+        maps["learned, refined"] = map_from_poses(moved, refined.quaternions, truth, reference, symmetry=symmetry,
+                                                  seed=seed)
+    return study

@@ -35,6 +35,11 @@ def test_experiment_trains_and_recovers_on_the_images_simulate_makes():
     assert result["recoveries"]["true"]["losses_before"]["eq8"] < 1e-4  # the float64 acos floor
     assert result["recoveries"]["spectral"]["losses_before"]["eq8"] > 0.1
     assert result["model"].metadata["config"]["augmentation"]["snr_db"] == -6.0
+    # A model of an earlier run is used as it is: the same split, so the same distances.
+    again = studies.experiment("5j0n", n=80, size=32, snr_db=-6.0, inits=("true",), recovery=RecoveryConfig(steps=5),
+                               seed=1, zoom=1.25, turns=2, trained=result["model"])
+    np.testing.assert_allclose(again["distances"], result["distances"], atol=1e-6)
+    assert again["model"] is result["model"]
 
 
 def test_map_from_poses_scores_a_global_rotation_and_mirror_of_the_truth_like_the_truth():
