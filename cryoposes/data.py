@@ -1,4 +1,4 @@
-"""Named proteins and where their files come from.
+"""Named proteins and where their files come from, or the user's own map or model file.
 
 ``protein_path(name)`` looks, in order, at:
 
@@ -8,7 +8,9 @@
 3. the user cache (``pooch.os_cache("cryoposes")``, or ``CRYOPOSES_CACHE`` if set);
 4. a download into that cache from the public archive, checked against a fixed SHA-256.
 
-The repository never contains these files.
+The repository never contains these files. :func:`resolve_protein` also accepts the path of
+the user's own file: a density map (:data:`MAP_SUFFIXES`) or an atomic model
+(:data:`MODEL_SUFFIXES`), recorded by its file name and SHA-256.
 """
 
 from __future__ import annotations
@@ -21,12 +23,28 @@ import pooch
 
 from cryoposes.errors import InputError
 
-__all__ = ["Protein", "PROTEINS", "DATA_ENV", "CACHE_ENV", "protein_path", "get_protein", "cache_dir"]
+__all__ = [
+    "Protein",
+    "PROTEINS",
+    "DATA_ENV",
+    "CACHE_ENV",
+    "MAP_SUFFIXES",
+    "MODEL_SUFFIXES",
+    "ProteinFile",
+    "protein_path",
+    "get_protein",
+    "resolve_protein",
+    "cache_dir",
+]
 
 #: Environment variable naming a folder that holds the protein files (checked before the cache).
 DATA_ENV = "CRYOPOSES_DATA"
 #: Environment variable overriding the download cache folder.
 CACHE_ENV = "CRYOPOSES_CACHE"
+#: Suffixes (any case) of the files read as density maps (MRC/CCP4, with mrcfile).
+MAP_SUFFIXES = (".mrc", ".map")
+#: Suffixes (any case) of the files read as atomic models (PDB/mmCIF, with gemmi).
+MODEL_SUFFIXES = (".pdb", ".cif", ".mmcif")
 
 
 @dataclass(frozen=True)
@@ -112,6 +130,37 @@ PROTEINS: dict[str, Protein] = {
         ),
     ]
 }
+
+
+@dataclass(frozen=True)
+class ProteinFile:
+    """A protein resolved to a local file: what :func:`resolve_protein` returns.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The file to read.
+    kind : str
+        ``"map"`` (a density map) or ``"model"`` (an atomic model turned into a map with gemmi).
+    label : str
+        What a dataset's metadata records as its ``protein``: the registered name, or for the
+        user's own file its name (no folder) and SHA-256, ``"NAME sha256:HEX"``, so that two
+        datasets made from the same file can be recognised on any machine.
+    symmetry : str or None
+        The registered point group; None (unknown) for the user's own file.
+
+    Examples
+    --------
+    >>> from cryoposes.data import resolve_protein
+    >>> source = resolve_protein("5a1a", download=False)
+    >>> source.kind, source.label, source.symmetry
+    ('model', '5a1a', 'D2')
+    """
+
+    path: Path
+    kind: str
+    label: str
+    symmetry: str | None
 
 
 def get_protein(name: str) -> Protein:
@@ -221,6 +270,88 @@ def protein_path(name: str, path: str | os.PathLike | None = None, download: boo
     except Exception as error:  # network failures come as many exception types
         raise FileNotFoundError(f"{_missing_message(protein, data_folder)} Download failed: {error}") from error
     return Path(fetched)
+
+
+def resolve_protein(protein: str | os.PathLike, path: str | os.PathLike | None = None,
+                    download: bool = True) -> ProteinFile:
+    """The file of a registered protein, or the user's own density map or atomic model.
+
+    A registered name (case-insensitive, as :func:`get_protein`) is looked up first and found
+    as :func:`protein_path` finds it, so a file or folder that happens to bear a registered
+    name does not shadow it. Anything else is the path of an existing file, read by its suffix
+    (any case): :data:`MAP_SUFFIXES` as a density map, :data:`MODEL_SUFFIXES` as an atomic
+    model. Only the suffix is checked here; the file's content is checked where it is read
+    (:func:`cryoposes.volumes.load_map`, :func:`cryoposes.volumes.map_from_model`).
+
+    Parameters
+    ----------
+    protein : str or os.PathLike
+        A key of :data:`PROTEINS`, or the path of a map or model file (an ``os.PathLike`` is
+        always a path).
+    path : str or os.PathLike, optional
+        An explicit file for a registered name (see :func:`protein_path`); not allowed with a
+        path.
+    download : bool, optional
+        Download a registered protein's missing file; if False, raise instead.
+
+    Returns
+    -------
+    ProteinFile
+        The file, its kind, its metadata label and its symmetry.
+
+    Raises
+    ------
+    cryoposes.errors.InputError
+        If ``protein`` is neither a registered name nor an existing file (the message lists the
+        registered names and the accepted suffixes), is a folder, has another suffix, or cannot
+        be read to hash it; or if ``path`` is given with a path.
+    FileNotFoundError
+        If a registered protein's file is neither local nor downloadable.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from cryoposes.data import resolve_protein
+    >>> resolve_protein("5J0N", download=False).label
+    '5j0n'
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     file = Path(folder) / "my_map.MRC"
+    ...     _ = file.write_bytes(b"only hashed here")
+    ...     source = resolve_protein(file)
+    >>> source.kind, source.label[:26], source.symmetry
+    ('map', 'my_map.MRC sha256:e41f3e8a', None)
+    """
+    key = None if isinstance(protein, os.PathLike) else str(protein).strip().lower()
+    if key in PROTEINS:
+        entry = PROTEINS[key]
+        return ProteinFile(protein_path(key, path, download), entry.kind, entry.name, entry.symmetry)
+    if path is not None:
+        raise InputError(f"an explicit file is only for a registered protein, not for {protein!r}")
+    file = Path(protein)
+    accepted = (f"a density map ({', '.join(MAP_SUFFIXES)}) or an atomic model "
+                f"({', '.join(MODEL_SUFFIXES)})")
+    if not str(protein).strip() or not file.exists():
+        raise InputError(
+            f"unknown protein {str(protein)!r}; known proteins: {', '.join(sorted(PROTEINS))}; "
+            f"or give the path of an existing file, {accepted}: there is no file at {str(protein)!r}"
+        )
+    if not file.is_file():
+        what = "a folder" if file.is_dir() else "not a regular file"
+        raise InputError(f"{file} is {what}, not a protein file: give {accepted}")
+    suffix = file.suffix.lower()
+    if suffix in MAP_SUFFIXES:
+        kind = "map"
+    elif suffix in MODEL_SUFFIXES:
+        kind = "model"
+    else:
+        found = f"suffix {file.suffix!r}" if file.suffix else "no suffix"
+        raise InputError(f"{file} has {found}: a protein file must be {accepted}")
+    try:
+        digest = pooch.file_hash(str(file), alg="sha256")
+    except OSError as error:
+        raise InputError(f"cannot read {file}: {error}") from error
+    return ProteinFile(file, kind, f"{file.name} sha256:{digest}", None)
 
 
 def _missing_message(protein: Protein, data_folder: str | None) -> str:

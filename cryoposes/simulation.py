@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 
 import numpy as np
 
@@ -141,16 +142,20 @@ def _streams(seed: int):
     return [np.random.default_rng(child) for child in np.random.SeedSequence(seed).spawn(4)]
 
 
-def simulate(protein: str | volumes.Volume, n: int, size: int, coverage: str = "full", snr_db: float | None = None,
-             shift: float = 0.0, ctf: bool = False, seed: int = 0, zoom: float = 1.0, progress: bool = True,
+def simulate(protein: str | os.PathLike | data.ProteinFile | volumes.Volume, n: int, size: int,
+             coverage: str = "full", snr_db: float | None = None, shift: float = 0.0, ctf: bool = False,
+             seed: int = 0, zoom: float = 1.0, progress: bool = True,
              method: str = "auto"):
     """Simulate a particle dataset y = C·S·P·x + n (see the module docstring for the steps).
 
     Parameters
     ----------
-    protein : str or cryoposes.volumes.Volume
-        A name known to :mod:`cryoposes.data`, or a cubic volume (resampled to the projection
-        box if needed).
+    protein : str, os.PathLike, cryoposes.data.ProteinFile or cryoposes.volumes.Volume
+        A name known to :mod:`cryoposes.data`; the path of a density map (``.mrc``, ``.map``:
+        voxel size from its header) or an atomic model (``.pdb``, ``.cif``, ``.mmcif``: sampled
+        as the registered models), boxed as a registered protein by
+        :func:`cryoposes.volumes.load_protein`; what :func:`cryoposes.data.resolve_protein`
+        returned for either; or a cubic volume (resampled to the projection box if needed).
     n : int
         Number of particles.
     size : int
@@ -176,14 +181,30 @@ def simulate(protein: str | volumes.Volume, n: int, size: int, coverage: str = "
     -------
     cryoposes.particles.ParticleDataset
         ``n`` images (n, size, size) float32 with their poses, shifts, CTFs, pixel size and
-        metadata (how they were made).
+        metadata (how they were made). Its ``protein`` is the registered name, for a file
+        ``"NAME sha256:HEX"`` (:attr:`cryoposes.data.ProteinFile.label`), for a volume
+        ``"custom"``; its ``symmetry`` the registered point group, None for a file or a volume.
+
+    Raises
+    ------
+    cryoposes.errors.InputError
+        If ``protein`` is neither a registered name nor an existing map or model file, or the
+        file is unusable (see :func:`cryoposes.volumes.load_protein`).
+    ValueError
+        If another argument is out of its range.
+    FileNotFoundError
+        If a registered protein's file is neither local nor downloadable.
 
     Examples
     --------
+    >>> from cryoposes.data import protein_path
     >>> from cryoposes.simulation import simulate
     >>> dataset = simulate("5j0n", n=10, size=32, snr_db=-12, seed=0, progress=False)
     >>> dataset.images.shape, dataset.quaternions.shape
     ((10, 32, 32), (10, 4))
+    >>> from_file = simulate(protein_path("5j0n"), n=10, size=32, snr_db=-12, seed=0, progress=False)
+    >>> bool(np.array_equal(from_file.images, dataset.images)), from_file.metadata["protein"][:24]
+    (True, '5j0n.mrc sha256:48d3147c')
     """
     from cryoposes.particles import ParticleDataset
 
@@ -193,9 +214,9 @@ def simulate(protein: str | volumes.Volume, n: int, size: int, coverage: str = "
         volume = protein if protein.box == box else volumes.resample(protein, box)
         name, symmetry = "custom", None
     else:
-        entry = data.get_protein(protein)
-        volume = volumes.load_protein(entry.name, box=box)
-        name, symmetry = entry.name, entry.symmetry
+        source = protein if isinstance(protein, data.ProteinFile) else data.resolve_protein(protein)
+        volume = volumes.load_protein(source, box=box)
+        name, symmetry = source.label, source.symmetry
     pose_rng, shift_rng, ctf_rng, _ = _streams(seed)
     quaternions = rotations.sample_coverage(n, coverage, pose_rng)
     images = projection.project(volume, quaternions, method=method, progress=progress)

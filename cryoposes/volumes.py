@@ -417,9 +417,10 @@ def map_from_model(path, box: int, resolution: float | None = None,
     FileNotFoundError
         If there is no file at ``path``.
     cryoposes.errors.InputError
-        If the file is not a readable model.
+        If the file is not a readable model, has no atoms, or (without ``voxel_size``) has all
+        its atoms at one point.
     ValueError
-        If ``box`` is under 8, the model has no atoms, or it does not fit the box.
+        If ``box`` is under 8 or the model does not fit the box.
 
     Examples
     --------
@@ -449,9 +450,11 @@ def map_from_model(path, box: int, resolution: float | None = None,
     model = structure[0]
     positions = np.array([atom.pos.tolist() for chain in model for residue in chain for atom in residue])
     if len(positions) == 0:
-        raise ValueError(f"{path} contains no atoms")
+        raise InputError(f"{path} contains no atoms")
     centre = (positions.max(axis=0) + positions.min(axis=0)) / 2
     radius = float(np.max(np.linalg.norm(positions - centre, axis=1)))
+    if radius == 0 and voxel_size is None:
+        raise InputError(f"{path} has all its {len(positions)} atom(s) at one point: no extent to size the box by")
     if voxel_size is None:
         # Margin on each side: three blur widths (the Gaussian's reach) plus two voxels.
         if resolution is None:
@@ -490,20 +493,25 @@ def map_from_model(path, box: int, resolution: float | None = None,
     return Volume(validate(density, name=path), voxel_size)
 
 
-def load_protein(name: str, box: int = 64, path=None, resolution: float | None = None) -> Volume:
-    """A named protein as a normalised cubic volume, ready to project.
+def load_protein(protein, box: int = 64, path=None, resolution: float | None = None) -> Volume:
+    """A protein as a normalised cubic volume, ready to project.
 
-    Maps are padded to :func:`rotation_safe_size` and resampled, models go through
-    :func:`map_from_model`; either way the content stays inside the box under any rotation.
+    ``protein`` is a registered name or the path of the user's own file, resolved by
+    :func:`cryoposes.data.resolve_protein`; both go through the same steps. Maps (voxel size
+    from the MRC header) are padded to :func:`rotation_safe_size` and resampled, models go
+    through :func:`map_from_model` with its default sampling; either way the content stays
+    inside the box under any rotation.
 
     Parameters
     ----------
-    name : str
-        A name of :data:`cryoposes.data.PROTEINS`, such as ``"5j0n"``.
+    protein : str, os.PathLike or cryoposes.data.ProteinFile
+        A name of :data:`cryoposes.data.PROTEINS`, such as ``"5j0n"``; the path of a density
+        map (``.mrc``, ``.map``) or an atomic model (``.pdb``, ``.cif``, ``.mmcif``); or what
+        :func:`cryoposes.data.resolve_protein` returned for either.
     box : int, optional
         Side of the box in voxels, at least 8.
     path : str or os.PathLike, optional
-        The protein's file (default: found by :func:`cryoposes.data.protein_path`).
+        The file of a registered protein (default: found by :func:`cryoposes.data.protein_path`).
     resolution : float, optional
         Gaussian blur in Å (default: none for maps, as :func:`map_from_model` for models).
 
@@ -515,30 +523,42 @@ def load_protein(name: str, box: int = 64, path=None, resolution: float | None =
     Raises
     ------
     ValueError
-        If ``box`` is under 8 or the name is unknown (:class:`cryoposes.errors.InputError`).
+        If ``box`` is under 8.
+    cryoposes.errors.InputError
+        If ``protein`` is neither a registered name nor an existing map or model file, or the
+        file is unreadable or holds an unusable map or model (the message names the file).
     FileNotFoundError
-        If the file is neither local nor downloadable.
+        If a registered protein's file is neither local nor downloadable.
 
     Examples
     --------
+    >>> import numpy as np
+    >>> from cryoposes.data import protein_path
     >>> from cryoposes.volumes import load_protein
     >>> volume = load_protein("5j0n", box=32)
     >>> volume.shape, round(volume.voxel_size, 2), float(volume.data.max())
     ((32, 32, 32), 13.41, 1.0)
+    >>> same = load_protein(protein_path("5j0n"), box=32)  # the same map, given by its path
+    >>> bool(np.array_equal(same.data, volume.data)), same.voxel_size == volume.voxel_size
+    (True, True)
     """
 
     box = int(box)
     if box < 8:
         raise ValueError(f"box must be at least 8 voxels, got {box}")
-    protein = data.get_protein(name)
-    file = data.protein_path(protein.name, path)
-    if protein.kind == "map":
-        volume = load_map(file)
+    if isinstance(protein, data.ProteinFile):
+        if path is not None:
+            raise ValueError("path is only for a registered protein's name, not for a resolved ProteinFile")
+        source = protein
+    else:
+        source = data.resolve_protein(protein, path)
+    if source.kind == "map":
+        volume = load_map(source.path)
         volume = pad_to_cube(volume, rotation_safe_size(volume))
         if resolution is not None:
             sigma = MOLMAP_SIGMA_FACTOR * resolution / volume.voxel_size
             volume = Volume(scipy.ndimage.gaussian_filter(volume.data, sigma).astype(np.float32), volume.voxel_size)
         volume = resample(volume, box)
     else:
-        volume = map_from_model(file, box, resolution=resolution)
+        volume = map_from_model(source.path, box, resolution=resolution)
     return normalize(volume)

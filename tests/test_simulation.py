@@ -3,10 +3,13 @@
 import subprocess
 import sys
 
+import mrcfile
 import numpy as np
 import pytest
 
-from cryoposes import cli, ctf, imaging, particles, projection, simulation, volumes
+from conftest import fails_with_usage_error, require_protein_file
+from cryoposes import cli, ctf, data, imaging, particles, projection, simulation, volumes
+from cryoposes.errors import InputError
 from cryoposes.rotations import in_coverage
 
 
@@ -180,3 +183,110 @@ def test_command_runs_as_a_program(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "projecting" in result.stderr  # the progress bar
     assert len(particles.read_dataset(folder)) == 6
+
+
+def test_a_map_file_gives_the_images_of_its_registered_name():
+    path = require_protein_file("5j0n")
+    settings = dict(n=8, size=24, coverage="half", snr_db=-6.0, shift=2.0, ctf=True, seed=7, progress=False)
+    registered = simulation.simulate("5j0n", **settings)
+    from_file = simulation.simulate(path, **settings)
+    np.testing.assert_array_equal(from_file.images, registered.images)
+    np.testing.assert_array_equal(from_file.quaternions, registered.quaternions)
+    assert from_file.pixel_size == registered.pixel_size
+    # What was simulated: the file's name and hash (no folder), no symmetry claimed.
+    assert from_file.metadata["protein"] == f"5j0n.mrc sha256:{data.PROTEINS['5j0n'].sha256}"
+    assert from_file.metadata["symmetry"] is None
+    assert {k: v for k, v in from_file.metadata.items() if k not in ("protein", "symmetry")} == {
+        k: v for k, v in registered.metadata.items() if k not in ("protein", "symmetry")}
+
+
+def test_a_map_file_of_ones_own_simulates(tmp_path):
+    z, y, x = np.mgrid[-8:8, -10:10, -12:12]  # not cubic: padded as a registered map
+    blob = volumes.Volume(np.exp(-((x - 3) ** 2 + y**2 + (z + 2) ** 2 / 2) / 8.0).astype(np.float32), 2.5)
+    volumes.save_map(blob, tmp_path / "blob.mrc")
+    dataset = simulation.simulate(tmp_path / "blob.mrc", 5, 16, seed=0, progress=False)
+    assert dataset.images.shape == (5, 16, 16) and np.all(np.isfinite(dataset.images))
+    # The voxel size of the header, over the rotation-safe box, resampled to 16 pixels.
+    assert dataset.pixel_size == pytest.approx(volumes.rotation_safe_size(blob) * 2.5 / 16)
+    assert dataset.metadata["protein"].startswith("blob.mrc sha256:")
+
+
+def test_a_pdb_file_gives_the_images_of_the_same_model(tmp_path):
+    import gemmi
+
+    structure = gemmi.read_structure(str(require_protein_file("5a1a")))
+    structure.setup_entities()
+    structure.write_pdb(str(tmp_path / "beta-galactosidase.pdb"))
+    settings = dict(n=6, size=16, seed=3, progress=False)
+    from_pdb = simulation.simulate(tmp_path / "beta-galactosidase.pdb", **settings)
+    registered = simulation.simulate("5a1a", **settings)
+    np.testing.assert_allclose(from_pdb.images, registered.images, atol=1e-5)
+    assert from_pdb.pixel_size == pytest.approx(registered.pixel_size)
+    assert from_pdb.metadata["protein"].startswith("beta-galactosidase.pdb sha256:")
+
+
+def _bad_input(folder, kind):
+    """A protein argument that must be refused, and a fragment of the message it must give."""
+    if kind == "unknown name":
+        return "6abc", "unknown protein '6abc'; known proteins: 5a1a, 5j0n"
+    if kind == "missing file":
+        return folder / "missing.mrc", ".mmcif): there is no file at"
+    if kind == "wrong suffix":
+        (folder / "map.tif").write_bytes(b"II*\x00")
+        return folder / "map.tif", "map.tif has suffix '.tif'"
+    if kind == "NaN map":
+        array = np.ones((8, 8, 8), np.float32)
+        array[2, 3, 4] = np.nan
+        with mrcfile.new(folder / "nan.mrc") as mrc:
+            mrc.set_data(array)
+            mrc.voxel_size = 1.0
+        return folder / "nan.mrc", "nan.mrc contains 1 NaN"
+    if kind == "corrupt map":
+        (folder / "corrupt.mrc").write_bytes(b"not a map at all" * 100)
+        return folder / "corrupt.mrc", "cannot read " + str(folder / "corrupt.mrc")
+    if kind == "empty model":
+        (folder / "empty.pdb").write_text("")
+        return folder / "empty.pdb", "empty.pdb contains no atoms"
+    raise AssertionError(kind)
+
+
+BAD_INPUTS = ["unknown name", "missing file", "wrong suffix", "NaN map", "corrupt map", "empty model"]
+
+
+@pytest.mark.filterwarnings("ignore:Data array contains NaN")
+@pytest.mark.parametrize("kind", BAD_INPUTS)
+def test_bad_protein_inputs_are_input_errors(tmp_path, kind):
+    protein, message = _bad_input(tmp_path, kind)
+    with pytest.raises(InputError) as error:
+        simulation.simulate(protein, 4, 16, progress=False)
+    assert message in str(error.value)
+
+
+def test_command_simulates_a_map_file(tmp_path, capsys):
+    path = require_protein_file("5j0n")
+    arguments = ["-n", "5", "--size", "16", "--shift", "1", "--seed", "2", "--quiet"]
+    assert cli.main(["simulate", str(path), *arguments, "-o", str(tmp_path / "a")]) == 0
+    assert "wrote 5 particles of 5j0n.mrc sha256:" in capsys.readouterr().out
+    written = particles.read_dataset(tmp_path / "a")
+    expected = simulation.simulate("5j0n", 5, 16, shift=1.0, seed=2, progress=False)
+    np.testing.assert_array_equal(written.images, expected.images)
+    label = f"5j0n.mrc sha256:{data.PROTEINS['5j0n'].sha256}"
+    assert written.metadata["protein"] == label and "symmetry" not in written.metadata
+    # A copy elsewhere is the same protein to `recover`'s same-simulation check (file name and hash).
+    copy = tmp_path / "elsewhere" / "5j0n.mrc"
+    copy.parent.mkdir()
+    copy.write_bytes(path.read_bytes())
+    assert cli.main(["simulate", str(copy), *arguments, "-o", str(tmp_path / "b")]) == 0
+    assert particles.read_dataset(tmp_path / "b").metadata["protein"] == label
+
+
+@pytest.mark.filterwarnings("ignore:Data array contains NaN")
+@pytest.mark.parametrize("kind", BAD_INPUTS)
+def test_command_refuses_a_bad_protein_and_writes_nothing(tmp_path, capsys, kind):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    protein, message = _bad_input(inputs, kind)
+    before = sorted(inputs.iterdir())
+    fails_with_usage_error(capsys, ["simulate", protein, "-n", "4", "--size", "16", "--seed", "0",
+                                    "-o", tmp_path / "out", "--quiet"], message)
+    assert sorted(tmp_path.iterdir()) == [inputs] and sorted(inputs.iterdir()) == before

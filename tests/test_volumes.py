@@ -4,7 +4,9 @@ import mrcfile
 import numpy as np
 import pytest
 
+from conftest import require_protein_file
 from cryoposes import volumes
+from cryoposes.errors import InputError
 from cryoposes.volumes import Volume
 
 
@@ -129,3 +131,41 @@ def test_save_and_load_round_trip(tmp_path):
     again = volumes.load_map(tmp_path / "v.mrc")
     np.testing.assert_array_equal(again.data, volume.data)
     assert again.voxel_size == pytest.approx(volume.voxel_size, rel=1e-6)
+
+
+def _pdb(path, positions):
+    """A hand-made PDB file of carbon atoms at ``positions`` (Å)."""
+    lines = [f"ATOM  {i + 1:5d}  CA  GLY A{i + 1:4d}    {x:8.3f}{y:8.3f}{z:8.3f}  1.00  0.00           C"
+             for i, (x, y, z) in enumerate(positions)]
+    path.write_text("\n".join(lines + ["END", ""]))
+    return path
+
+
+def test_load_protein_takes_a_map_file_through_the_registered_path(tmp_path):
+    path = require_protein_file("5j0n")
+    registered = volumes.load_protein("5j0n", box=32)
+    for given in (path, str(path)):
+        from_file = volumes.load_protein(given, box=32)
+        np.testing.assert_array_equal(from_file.data, registered.data)
+        assert from_file.voxel_size == registered.voxel_size
+    # A map of the user's: not cubic, padded like 5j0n; the voxel size comes from its header.
+    z, y, x = np.mgrid[-6:6, -8:8, -10:10]
+    blob = Volume(np.exp(-(x**2 + y**2 + z**2) / 8.0).astype(np.float32), 2.5)
+    volumes.save_map(blob, tmp_path / "blob.map")
+    volume = volumes.load_protein(tmp_path / "blob.map", box=16)
+    assert volume.shape == (16,) * 3 and volume.data.max() == pytest.approx(1.0)
+    assert volume.voxel_size == pytest.approx(volumes.rotation_safe_size(blob) * 2.5 / 16)
+
+
+def test_load_protein_takes_a_model_file(tmp_path):
+    corners = np.array([[0, 0, 0], [12, 0, 0], [0, 9, 0], [0, 0, 15], [6, 6, 6]], dtype=float)
+    path = _pdb(tmp_path / "tiny.pdb", corners)
+    volume = volumes.load_protein(path, box=16)
+    direct = volumes.normalize(volumes.map_from_model(path, 16))  # the sampling registered models get
+    np.testing.assert_array_equal(volume.data, direct.data)
+    assert volume.voxel_size == direct.voxel_size and volume.shape == (16,) * 3
+    with pytest.raises(InputError, match="tiny_one.pdb has all its 1 atom"):
+        volumes.load_protein(_pdb(tmp_path / "tiny_one.pdb", corners[:1]), box=16)
+    (tmp_path / "junk.pdb").write_text("not a model\n")
+    with pytest.raises(InputError, match="junk.pdb contains no atoms"):
+        volumes.load_protein(tmp_path / "junk.pdb", box=16)

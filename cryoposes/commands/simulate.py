@@ -1,5 +1,9 @@
 """Simulate a particle dataset y = C·S·P·x + n of a protein and write it to DIR.
 
+PROTEIN is a registered name or the path of your own file: a density map (.mrc, .map; voxel
+size from its header) or an atomic model (.pdb, .cif, .mmcif; turned into a map as the
+registered models are). A file is recorded in the dataset by its name and SHA-256.
+
 Draws N poses uniformly within the coverage, projects the protein in an S×S box (or a box of
 S·Z pixels cropped to its central S with --zoom Z), shifts each
 image by up to ± PIXELS (uniform in a disk), optionally applies a random CTF (defocus 0.5–2.5 µm,
@@ -8,8 +12,9 @@ image by up to ± PIXELS (uniform in a disk), optionally applies a random CTF (d
 (RELION columns, true poses in degrees). DIR must be new or empty unless --force, which replaces
 it as a whole; nothing is written until the dataset is complete.
 
-Example:
+Examples:
     cryoposes simulate 5j0n -n 5000 --size 64 --snr-db -12 --seed 0 -o particles/
+    cryoposes simulate my_map.mrc -n 1000 --size 64 --seed 0 -o sim/
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ from cryoposes.errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from cryoposes.data import PROTEINS
+    from cryoposes.data import MAP_SUFFIXES, MODEL_SUFFIXES, PROTEINS
     from cryoposes.rotations import COVERAGES
 
-    parser.add_argument("protein", metavar="PROTEIN", help=f"protein name: {', '.join(sorted(PROTEINS))}")
+    parser.add_argument("protein", metavar="PROTEIN",
+                        help=f"a protein name ({', '.join(sorted(PROTEINS))}) or the path of a density map "
+                             f"({', '.join(MAP_SUFFIXES)}) or an atomic model ({', '.join(MODEL_SUFFIXES)})")
     parser.add_argument("-n", type=int, required=True, metavar="N", help="number of particles")
     parser.add_argument("--size", type=int, required=True, metavar="S", help="image size in pixels (the box is S³)")
     parser.add_argument("--coverage", choices=list(COVERAGES), default="full",
@@ -59,11 +66,12 @@ def main(args) -> int:
         raise InputError(f"--seed must be non-negative, got {args.seed}")
     if not args.zoom >= 1:
         raise InputError(f"--zoom must be at least 1, got {args.zoom}")
-    data.get_protein(args.protein)  # ValueError naming the known proteins
+    # InputError naming the known proteins and the accepted files; resolved once (a file is hashed).
+    protein = data.resolve_protein(args.protein)
     output = args.output
     if output.exists() and (not output.is_dir() or (any(output.iterdir()) and not args.force)):
         raise InputError(f"{output} exists and is not an empty folder; choose another or pass --force to replace it")
-    dataset = simulate(args.protein, args.n, args.size, coverage=args.coverage, snr_db=args.snr_db,
+    dataset = simulate(protein, args.n, args.size, coverage=args.coverage, snr_db=args.snr_db,
                        shift=args.shift, ctf=args.ctf, seed=args.seed, zoom=args.zoom, progress=not args.quiet)
     write_dataset(dataset, output, overwrite=args.force)
     print(f"wrote {len(dataset)} particles of {dataset.metadata['protein']} ({args.size}×{args.size} px, "
