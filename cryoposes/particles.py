@@ -15,6 +15,11 @@ Shifts: :func:`cryoposes.imaging.shift_images` moves a particle by ``t`` pixels;
 offsets point the other way (the offset that brings the particle back to the centre), so
 ``rlnOriginXAngst = −t_x · pixel_size``.
 
+:func:`read_dataset` also reads what the field writes: any RELION 3.1+ particle STAR file (many
+stacks named relative to the project folder, several optics groups, particles with or without
+poses) and older or cryoSPARC-exported single-table files; the STAR file's own tables are kept
+with the dataset so that files written from it keep every column.
+
 Writing is atomic: everything goes to a temporary folder beside the target, which is renamed into
 place at the end, so a failure leaves nothing half-written. An existing non-empty folder is
 refused unless ``overwrite=True``, which replaces it as a whole.
@@ -25,6 +30,7 @@ written by :mod:`cryoposes.star`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -39,6 +45,7 @@ import starfile
 from cryoposes.ctf import CTFParameters
 from cryoposes.errors import InputError
 from cryoposes.star import (
+    ANGLE_COLUMNS,
     FLOAT_FORMAT,
     ORIGIN_COLUMNS,
     euler_degrees,
@@ -72,14 +79,15 @@ CTF_OPTICS_COLUMNS = {
 
 @dataclass
 class ParticleDataset:
-    """Particle images with their true poses, shifts and CTF parameters.
+    """Particle images with their poses (when known), shifts and CTF parameters.
 
     Attributes
     ----------
     images : numpy.ndarray
         (N, L, L) float32 images, indexed ``[y, x]``.
-    quaternions : numpy.ndarray
-        (N, 4) poses as unit quaternions (:mod:`cryoposes.rotations`).
+    quaternions : numpy.ndarray or None
+        (N, 4) poses as unit quaternions (:mod:`cryoposes.rotations`); None when the poses are
+        unknown (particles fresh from picking: what ``cryoposes recover`` is for).
     shifts : numpy.ndarray
         (N, 2) shifts ``(t_x, t_y)`` in pixels applied to each projection; None gives zeros.
     pixel_size : float
@@ -92,6 +100,10 @@ class ParticleDataset:
         The particles' ``rlnImageName`` in the STAR file read, or None if made in memory. They
         name the particles in the STAR files written from this dataset, so poses recovered
         from a reordered or subset STAR file stay paired with their images.
+    table, optics : pandas.DataFrame or None
+        The particles block (N rows, every column, in the file's order) and the optics block of
+        the STAR file read, or None if made in memory: STAR files written from the dataset keep
+        them and change only the pose columns.
 
     Raises
     ------
@@ -113,15 +125,18 @@ class ParticleDataset:
     ctf: CTFParameters | None = None
     metadata: dict = field(default_factory=dict)
     image_names: list | None = None
+    table: pd.DataFrame | None = field(default=None, repr=False)
+    optics: pd.DataFrame | None = field(default=None, repr=False)
 
     def __post_init__(self):
         self.images = np.asarray(self.images, dtype=np.float32)
         if self.images.ndim != 3 or self.images.shape[1] != self.images.shape[2]:
             raise InputError(f"images must be shaped (N, L, L), got {self.images.shape}")
         count = len(self.images)
-        self.quaternions = np.asarray(self.quaternions, dtype=float)
-        if self.quaternions.shape != (count, 4):
-            raise InputError(f"quaternions must be shaped ({count}, 4), got {self.quaternions.shape}")
+        if self.quaternions is not None:
+            self.quaternions = np.asarray(self.quaternions, dtype=float)
+            if self.quaternions.shape != (count, 4):
+                raise InputError(f"quaternions must be shaped ({count}, 4), got {self.quaternions.shape}")
         self.shifts = np.zeros((count, 2)) if self.shifts is None else np.asarray(self.shifts, dtype=float)
         if self.shifts.shape != (count, 2):
             raise InputError(f"shifts must be shaped ({count}, 2), got {self.shifts.shape}")
@@ -134,12 +149,19 @@ class ParticleDataset:
             self.image_names = [str(name) for name in self.image_names]
             if len(self.image_names) != count:
                 raise InputError(f"{len(self.image_names)} image names for {count} images")
+        if self.table is not None and len(self.table) != count:
+            raise InputError(f"a STAR table of {len(self.table)} rows for {count} images")
         for name, array in (("images", self.images), ("quaternions", self.quaternions), ("shifts", self.shifts)):
-            if not np.all(np.isfinite(array)):
+            if array is not None and not np.all(np.isfinite(array)):
                 raise InputError(f"{name} contain NaN or infinite values")
 
     def __len__(self) -> int:
         return len(self.images)
+
+    @property
+    def has_poses(self) -> bool:
+        """Whether the particles' poses are known."""
+        return self.quaternions is not None
 
     @property
     def size(self) -> int:
@@ -171,8 +193,10 @@ class ParticleDataset:
         if self.ctf is not None:
             ctf = CTFParameters(**{k: v[indices] for k, v in self.ctf.per_particle(len(self)).items()})
         names = None if self.image_names is None else [self.image_names[i] for i in indices]
-        return ParticleDataset(self.images[indices], self.quaternions[indices], self.shifts[indices],
-                               self.pixel_size, ctf, dict(self.metadata), names)
+        quaternions = None if self.quaternions is None else self.quaternions[indices]
+        table = None if self.table is None else self.table.iloc[indices].reset_index(drop=True)
+        return ParticleDataset(self.images[indices], quaternions, self.shifts[indices], self.pixel_size, ctf,
+                               dict(self.metadata), names, table, self.optics)
 
     def names(self) -> list[str]:
         """The particles' names: ``image_names`` as read, else their ``rlnImageName`` in a
@@ -186,6 +210,18 @@ class ParticleDataset:
         if self.image_names is not None:
             return list(self.image_names)
         return [f"{i + 1:06d}@{STACK_NAME}" for i in range(len(self))]
+
+
+    def names_sha256(self) -> str:
+        """SHA-256 of the particle names in order: which particles, not what they show (a noisy
+        copy of a simulation has the same names).
+
+        Returns
+        -------
+        str
+            64 hexadecimal digits.
+        """
+        return hashlib.sha256("\n".join(self.names()).encode()).hexdigest()
 
 
 def _prepare_target(directory: Path, overwrite: bool) -> None:
@@ -266,7 +302,8 @@ def _star_blocks(dataset: ParticleDataset) -> dict:
     }
     # The stack written is new, so the names are its own, whatever the dataset was read from.
     particles = {"rlnImageName": [f"{i + 1:06d}@{STACK_NAME}" for i in range(count)]}
-    particles.update(euler_degrees(dataset.quaternions))
+    if dataset.has_poses:
+        particles.update(euler_degrees(dataset.quaternions))
     particles["rlnOriginXAngst"] = -dataset.shifts[:, 0] * dataset.pixel_size
     particles["rlnOriginYAngst"] = -dataset.shifts[:, 1] * dataset.pixel_size
     if dataset.ctf is not None:
@@ -286,28 +323,125 @@ def _star_blocks(dataset: ParticleDataset) -> dict:
     return blocks
 
 
-def read_dataset(directory) -> ParticleDataset:
-    """Read a folder written by :func:`write_dataset`.
-
-    Or any RELION particle stack of one ``.mrcs`` file next to a ``particles.star`` with one
-    optics group. Origins (Å) become shifts in pixels, ``t = −origin / pixel_size``.
+def star_path_of(path) -> Path:
+    """The particles STAR file of a dataset: ``path`` itself if it is a ``.star`` file, else
+    ``path/particles.star``.
 
     Parameters
     ----------
-    directory : str or os.PathLike
-        The folder holding ``particles.star``.
+    path : str or os.PathLike
+        A dataset folder or a particle STAR file.
 
     Returns
     -------
-    ParticleDataset
-        The particles in the STAR file's row order, ``image_names`` set.
+    pathlib.Path
 
     Raises
     ------
     FileNotFoundError
-        No such folder, no ``particles.star`` in it, or no stack where the STAR file says.
+        Neither a STAR file nor a folder holding ``particles.star``.
+    """
+    path = Path(path)
+    if path.suffix == ".star":
+        if not path.is_file():
+            raise FileNotFoundError(f"no STAR file at {path}")
+        return path
+    if not path.is_dir():
+        raise FileNotFoundError(f"no dataset folder or STAR file at {path}")
+    if not (path / STAR_NAME).is_file():
+        raise FileNotFoundError(f"no {STAR_NAME} in {path}")
+    return path / STAR_NAME
+
+
+def _per_particle(table: pd.DataFrame, optics, star_path):
+    """A function giving a column per particle, from the particles block or from the row of the
+    particle's optics group (RELION 3.1+: several groups, joined on ``rlnOpticsGroup``)."""
+    optics = optics if isinstance(optics, pd.DataFrame) and len(optics) else None
+    group_rows = None
+    if optics is not None:
+        if len(optics) > 1 or "rlnOpticsGroup" in table.columns:
+            require(table, ("rlnOpticsGroup",), star_path)
+            require(optics, ("rlnOpticsGroup",), f"{star_path} (optics block)")
+            row_of_group = {int(group): i for i, group in enumerate(optics["rlnOpticsGroup"])}
+            groups = table["rlnOpticsGroup"].to_numpy(dtype=int)
+            unknown = sorted(set(groups) - set(row_of_group))
+            if unknown:
+                row = int(np.flatnonzero(groups == unknown[0])[0]) + 1
+                raise InputError(f"{star_path}: row {row} names optics group {unknown[0]}, which the optics "
+                                 f"block does not define (groups: {sorted(row_of_group)})")
+            group_rows = np.array([row_of_group[g] for g in groups])
+        else:
+            group_rows = np.zeros(len(table), dtype=int)
+
+    def column(name, default=None):
+        if name in table.columns:
+            values = table[name].to_numpy(dtype=float)
+        elif optics is not None and name in optics.columns:
+            values = optics[name].to_numpy(dtype=float)[group_rows]
+        else:
+            return default
+        if not np.all(np.isfinite(values)):
+            row = int(np.flatnonzero(~np.isfinite(values))[0]) + 1
+            raise InputError(f"{star_path}: {name} is NaN or infinite at row {row}")
+        return values
+
+    return column
+
+
+def _pixel_sizes(column, star_path) -> np.ndarray:
+    pixel_size = column("rlnImagePixelSize")
+    if pixel_size is None:
+        # RELION 3.0 and cryoSPARC's exports: detector pixel (µm) over magnification.
+        detector, magnification = column("rlnDetectorPixelSize"), column("rlnMagnification")
+        if detector is None or magnification is None:
+            raise InputError(f"{star_path}: no pixel size (rlnImagePixelSize in the particles or optics block, "
+                             "or rlnDetectorPixelSize with rlnMagnification)")
+        pixel_size = detector * 1e4 / magnification
+    if np.any(pixel_size <= 0):
+        raise InputError(f"{star_path}: pixel sizes must be positive, got {pixel_size.min()} Å")
+    if not np.allclose(pixel_size, pixel_size[0], rtol=1e-4):
+        sizes = ", ".join(f"{value:g}" for value in np.unique(pixel_size))
+        raise InputError(f"{star_path}: particles of different pixel sizes ({sizes} Å) cannot be processed "
+                         "together; split them by optics group or rescale them first")
+    return pixel_size
+
+
+def read_dataset(path) -> ParticleDataset:
+    """Read a particle dataset: a folder written by :func:`write_dataset`, or any RELION particle
+    STAR file.
+
+    RELION 3.1+ / 4 / 5 files (an optics block with one or several groups, each with its pixel
+    size, voltage, spherical aberration and amplitude contrast) and older or cryoSPARC-exported
+    ones (one table, pixel size as ``rlnImagePixelSize`` or ``rlnDetectorPixelSize`` /
+    ``rlnMagnification``) are read. Images may come from many stacks (``.mrcs`` or ``.mrc``):
+    ``rlnImageName`` is ``index@path``, the path absolute or relative to the STAR file's folder
+    or to one of its parent folders (RELION's project folder), tried in that order. Only the
+    images listed are read (stacks are memory-mapped). Poses are optional: without
+    ``rlnAngleRot``/``Tilt``/``Psi`` the dataset has none (``quaternions`` is None), as particles
+    fresh from picking. Origins (Å) become shifts in pixels, ``t = −origin / pixel_size``; a CTF is
+    read when ``rlnDefocusU`` is there (``rlnDefocusV`` defaults to it, ``rlnDefocusAngle`` to 0).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A folder holding ``particles.star``, or a particle STAR file.
+
+    Returns
+    -------
+    ParticleDataset
+        The particles in the STAR file's row order, ``image_names`` set, and the file's
+        particles and optics tables kept (``table``, ``optics``), so that written STAR files
+        keep every column.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such folder or file, or a stack the STAR file names that does not exist (the message
+        names the stack and the first row that uses it).
     cryoposes.errors.InputError
-        Unreadable STAR file, missing columns, NaN angles, several stacks or optics groups.
+        Unreadable STAR file, an empty table, missing columns, NaN values, some but not all
+        angle columns, an optics group not defined, different pixel or image sizes, an image
+        index past a stack's end (named with its row).
 
     Examples
     --------
@@ -320,71 +454,87 @@ def read_dataset(directory) -> ParticleDataset:
     >>> back.images.shape, back.pixel_size, back.shifts[0].tolist(), back.image_names[0]
     ((3, 16, 16), 2.5, [1.5, 1.5], '000001@particles.mrcs')
     """
-    directory = Path(directory)
-    star_path = directory / STAR_NAME
-    if not directory.is_dir():
-        raise FileNotFoundError(f"no dataset folder at {directory}")
+    star_path = star_path_of(path)
     blocks = read_star(star_path)
-    table = particle_table(blocks, star_path)
+    table = particle_table(blocks, star_path).reset_index(drop=True)
+    if len(table) == 0:
+        raise InputError(f"{star_path}: the particles table is empty")
     require(table, ("rlnImageName",), star_path)
-    quaternions = quaternions_from(table, star_path)
+    present = [c for c in ANGLE_COLUMNS if c in table.columns]
+    if present and len(present) < len(ANGLE_COLUMNS):
+        require(table, ANGLE_COLUMNS, star_path)
+    quaternions = quaternions_from(table, star_path) if present else None
     optics = blocks.get("optics")
-    optics_row = optics.iloc[0] if isinstance(optics, pd.DataFrame) and len(optics) else pd.Series(dtype=object)
-    if isinstance(optics, pd.DataFrame) and len(optics) > 1:
-        raise InputError(f"{star_path}: several optics groups are not supported")
-
-    def column(name, default=None):
-        if name in table.columns:
-            return table[name].to_numpy(dtype=float)
-        if name in optics_row.index:
-            return np.full(len(table), float(optics_row[name]))
-        return default
-
-    pixel_size = column("rlnImagePixelSize")
-    if pixel_size is None:
-        raise InputError(f"{star_path}: missing column rlnImagePixelSize (particles or optics block)")
+    column = _per_particle(table, optics, star_path)
+    pixel_size = _pixel_sizes(column, star_path)
     shifts = np.zeros((len(table), 2))
     for axis, name in enumerate(ORIGIN_COLUMNS):
         origin = column(name)
         if origin is not None:
             shifts[:, axis] = -origin / pixel_size
     ctf = None
-    if all(c in table.columns for c in CTF_PARTICLE_COLUMNS.values()):
-        values = {name: column(c) for name, c in CTF_PARTICLE_COLUMNS.items()}
+    if "rlnDefocusU" in table.columns:
+        defocus_u = column("rlnDefocusU")
+        values = {"defocus_u": defocus_u, "defocus_v": column("rlnDefocusV", defocus_u),
+                  "defocus_angle": column("rlnDefocusAngle", np.zeros(len(table)))}
         for name, c in CTF_OPTICS_COLUMNS.items():
             value = column(c)
             if value is None:
                 raise InputError(f"{star_path}: defocus columns without {c}")
             values[name] = value
         ctf = CTFParameters(**values)
-
-    images = _read_images(directory, table["rlnImageName"], star_path)
-    metadata = metadata_from(blocks)
-    if not np.allclose(pixel_size, pixel_size[0]):
-        raise InputError(f"{star_path}: particles with different pixel sizes are not supported")
-    return ParticleDataset(images, quaternions, shifts, float(pixel_size[0]), ctf, metadata,
-                           list(table["rlnImageName"].astype(str)))
+    images = _read_images(star_path, table["rlnImageName"])
+    return ParticleDataset(images, quaternions, shifts, float(pixel_size[0]), ctf, metadata_from(blocks),
+                           list(table["rlnImageName"].astype(str)), table=table,
+                           optics=optics if isinstance(optics, pd.DataFrame) else None)
 
 
-def _read_images(directory: Path, names: pd.Series, source) -> np.ndarray:
-    indices, files = [], set()
-    for name in names.astype(str):
+def _stack_path(star_path: Path, file: str, row: int) -> Path:
+    """Where a stack named in ``star_path`` is: absolute, or relative to the STAR file's folder
+    or one of its parents (RELION's names are relative to the project folder)."""
+    named = Path(file)
+    if named.is_absolute():
+        candidates = [named]
+    else:
+        folder = star_path.resolve().parent
+        candidates = [base / named for base in (folder, *folder.parents)]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"{star_path}: row {row} names the stack {file}, which is not beside the STAR file "
+                            "nor in any folder above it")
+
+
+def _read_images(star_path: Path, names: pd.Series) -> np.ndarray:
+    names = names.astype(str).to_numpy()
+    indices = np.empty(len(names), dtype=np.int64)
+    files = np.empty(len(names), dtype=object)
+    for row, name in enumerate(names):
         index, _, file = name.partition("@")
         if not file or not index.isdigit() or int(index) < 1:
-            raise InputError(f"{source}: rlnImageName {name!r} is not of the form 000001@stack.mrcs")
-        indices.append(int(index) - 1)
-        files.add(file)
-    if len(files) != 1:
-        raise InputError(f"{source}: images come from {len(files)} stacks; one is supported")
-    stack_path = directory / files.pop()
-    if not stack_path.is_file():
-        raise FileNotFoundError(f"{source} names the stack {stack_path}, which does not exist")
-    with mrcfile.open(stack_path, permissive=False) as stack:
-        data = np.asarray(stack.data, dtype=np.float32)
-    if data.ndim == 2:
-        data = data[None]
-    if max(indices) >= len(data):
-        raise InputError(f"{source}: image {max(indices) + 1} requested but {stack_path} holds {len(data)}")
-    return data[np.asarray(indices)]
-
-
+            raise InputError(f"{star_path}: row {row + 1}: rlnImageName {name!r} is not of the form "
+                             "000001@stack.mrcs")
+        indices[row], files[row] = int(index) - 1, file
+    images, size = None, None
+    for file in dict.fromkeys(files):  # each stack once, in order of first use
+        rows = np.flatnonzero(files == file)
+        stack_path = _stack_path(star_path, file, int(rows[0]) + 1)
+        try:
+            with mrcfile.mmap(stack_path, mode="r", permissive=False) as stack:
+                data = stack.data if stack.data.ndim == 3 else stack.data[None]
+                past = rows[indices[rows] >= len(data)]
+                if len(past):
+                    raise InputError(f"{star_path}: row {past[0] + 1} asks for image {indices[past[0]] + 1} of "
+                                     f"{file}, which holds {len(data)}")
+                if size is None:
+                    size = data.shape[1:]
+                    images = np.empty((len(names), *size), dtype=np.float32)
+                if data.shape[1:] != size or size[0] != size[1]:
+                    raise InputError(f"{star_path}: images of {file} are {data.shape[2]}×{data.shape[1]} px, "
+                                     f"the first stack's {size[1]}×{size[0]} px (square images of one size only)")
+                images[rows] = data[indices[rows]]
+        except ValueError as error:  # mrcfile's complaint about a corrupt or non-MRC file
+            if isinstance(error, InputError):
+                raise
+            raise InputError(f"{stack_path}: not a readable MRC stack ({error})") from error
+    return images

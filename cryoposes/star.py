@@ -113,7 +113,8 @@ def metadata_from(blocks: dict) -> dict:
     return metadata
 
 
-def write_poses(path, quaternions, image_names=None, metadata: dict | None = None, shifts=None) -> Path:
+def write_poses(path, quaternions, image_names=None, metadata: dict | None = None, shifts=None, table=None,
+                optics=None) -> Path:
     """Write poses to a RELION STAR file (``rlnAngleRot``/``Tilt``/``Psi`` in degrees), atomically.
 
     Parameters
@@ -130,6 +131,13 @@ def write_poses(path, quaternions, image_names=None, metadata: dict | None = Non
     shifts : array_like, optional
         (N, 2) particle shifts ``(t_x, t_y)`` in Å, written as RELION's origins
         ``rlnOriginXAngst``/``rlnOriginYAngst`` (their negatives), as :class:`PoseTable` reads them.
+    table : pandas.DataFrame, optional
+        (N rows) the particles' rows of the STAR file they were read from
+        (:attr:`cryoposes.particles.ParticleDataset.table`): written with every column and in
+        its order, only the pose columns (and origins, with ``shifts``) added or replaced, so
+        RELION continues from the file. ``image_names`` is then not needed.
+    optics : pandas.DataFrame, optional
+        The optics block to write with ``table``.
 
     Returns
     -------
@@ -158,22 +166,31 @@ def write_poses(path, quaternions, image_names=None, metadata: dict | None = Non
         raise InputError(f"quaternions must be shaped (N, 4), got {quaternions.shape}")
     if not np.all(np.isfinite(quaternions)):
         raise InputError("quaternions contain NaN or infinite values")
-    table = {}
-    if image_names is not None:
-        if len(image_names) != len(quaternions):
-            raise InputError(f"{len(image_names)} image names for {len(quaternions)} poses")
-        table["rlnImageName"] = list(image_names)
-    table.update(euler_degrees(quaternions))
+    if table is not None:
+        if len(table) != len(quaternions):
+            raise InputError(f"a STAR table of {len(table)} rows for {len(quaternions)} poses")
+        columns = table.reset_index(drop=True).copy()
+    else:
+        columns = pd.DataFrame(index=pd.RangeIndex(len(quaternions)))
+        if image_names is not None:
+            if len(image_names) != len(quaternions):
+                raise InputError(f"{len(image_names)} image names for {len(quaternions)} poses")
+            columns["rlnImageName"] = list(image_names)
+    for name, values in euler_degrees(quaternions).items():
+        columns[name] = values
     if shifts is not None:
         shifts = np.asarray(shifts, dtype=float)
         if shifts.shape != (len(quaternions), 2) or not np.all(np.isfinite(shifts)):
             raise InputError(f"shifts must be finite and shaped ({len(quaternions)}, 2), got {shifts.shape}")
-        table.update(zip(ORIGIN_COLUMNS, -shifts.T))
+        for name, values in zip(ORIGIN_COLUMNS, -shifts.T):
+            columns[name] = values
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     os.close(handle)
     try:
-        blocks = {"particles": pd.DataFrame(table)}
+        blocks = {"particles": columns}
+        if table is not None and optics is not None:
+            blocks = {"optics": optics, "particles": columns}
         if metadata:
             blocks["cryoposes"] = metadata_block(metadata)
         starfile.write(blocks, temporary, float_format=FLOAT_FORMAT)

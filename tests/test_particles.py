@@ -2,11 +2,13 @@
 
 import mrcfile
 import numpy as np
+import pandas as pd
 import pytest
 import starfile
 
 from cryoposes import particles, star
 from cryoposes.ctf import CTFParameters
+from cryoposes.errors import InputError
 from cryoposes.rotations import canonical, euler_to_quaternion, random_quaternions
 
 
@@ -147,5 +149,106 @@ def test_read_dataset_errors(tmp_path):
         particles.read_dataset(tmp_path / "absent")
     folder = particles.write_dataset(make_dataset(with_ctf=False), tmp_path / "data")
     (folder / "particles.mrcs").unlink()
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match="row 1 names the stack particles.mrcs"):
         particles.read_dataset(folder)
+
+
+def write_stack(path, images):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with mrcfile.new(path) as stack:
+        stack.set_data(np.asarray(images, dtype=np.float32))
+        stack.set_image_stack()
+
+
+@pytest.fixture
+def relion_project(tmp_path):
+    """A RELION project: 3 stacks under Extract/job012/Movies/, 2 optics groups (other voltages,
+    Cs and amplitude contrast), particles in shuffled rows with extra columns and no poses, the
+    STAR file in Select/job020/ with names relative to the project folder."""
+    rng = np.random.default_rng(5)
+    images = rng.standard_normal((9, 16, 16)).astype(np.float32)
+    stacks = ["Extract/job012/Movies/a.mrcs", "Extract/job012/Movies/b.mrcs", "Extract/job012/Movies/c.mrcs"]
+    for k, name in enumerate(stacks):
+        write_stack(tmp_path / name, images[3 * k:3 * k + 3])
+    names = [f"{i % 3 + 1:06d}@{stacks[i // 3]}" for i in range(9)]
+    order = rng.permutation(9)
+    optics = pd.DataFrame({"rlnOpticsGroup": [1, 2], "rlnOpticsGroupName": ["g1", "g2"],
+                           "rlnImagePixelSize": [1.5, 1.5], "rlnImageSize": [16, 16], "rlnImageDimensionality": [2, 2],
+                           "rlnVoltage": [300.0, 200.0], "rlnSphericalAberration": [2.7, 2.0],
+                           "rlnAmplitudeContrast": [0.1, 0.07]})
+    groups = np.array([1, 1, 1, 2, 2, 2, 2, 1, 1])
+    table = pd.DataFrame({"rlnCoordinateX": rng.uniform(0, 4000, 9), "rlnImageName": names,
+                          "rlnDefocusU": rng.uniform(1e4, 2e4, 9), "rlnDefocusV": rng.uniform(1e4, 2e4, 9),
+                          "rlnDefocusAngle": rng.uniform(0, 180, 9), "rlnOpticsGroup": groups,
+                          "rlnMicrographName": [f"MotionCorr/job002/m{i}.mrc" for i in range(9)]}).iloc[order]
+    star_path = tmp_path / "Select/job020/particles.star"
+    star_path.parent.mkdir(parents=True)
+    starfile.write({"optics": optics, "particles": table.reset_index(drop=True)}, star_path)
+    return star_path, images[order], table.reset_index(drop=True), groups[order]
+
+
+def test_a_relion_project_star_with_stacks_groups_and_no_poses(relion_project):
+    star_path, images, table, groups = relion_project
+    dataset = particles.read_dataset(star_path)
+    np.testing.assert_array_equal(dataset.images, images)  # each row its own image, in the file's order
+    assert not dataset.has_poses and dataset.quaternions is None
+    assert dataset.pixel_size == 1.5 and dataset.image_names == list(table["rlnImageName"])
+    voltage = dataset.ctf.per_particle(len(dataset))["voltage"]
+    np.testing.assert_array_equal(voltage, np.where(groups == 1, 300.0, 200.0))
+    assert list(dataset.table.columns) == list(table.columns) and len(dataset.optics) == 2
+    subset = dataset.subset([4, 1])
+    assert subset.table["rlnImageName"].tolist() == [dataset.image_names[4], dataset.image_names[1]]
+
+
+def test_bad_relion_files_name_the_file_and_row(relion_project, tmp_path):
+    star_path, _, table, _ = relion_project
+    blocks = starfile.read(star_path, always_dict=True)
+    project = star_path.parents[2]
+
+    def written(particles_table, name, optics=blocks["optics"]):
+        path = project / "Select/job020" / name
+        starfile.write({"optics": optics, "particles": particles_table}, path)
+        return path
+
+    past = table.copy()
+    past.loc[3, "rlnImageName"] = "000004@Extract/job012/Movies/b.mrcs"
+    with pytest.raises(InputError, match="row 4 asks for image 4 of .*b.mrcs, which holds 3"):
+        particles.read_dataset(written(past, "past.star"))
+    missing = table.copy()
+    missing.loc[6, "rlnImageName"] = "000001@Extract/job012/Movies/gone.mrcs"
+    with pytest.raises(FileNotFoundError, match="row 7 names the stack Extract/job012/Movies/gone.mrcs"):
+        particles.read_dataset(written(missing, "missing.star"))
+    with pytest.raises(InputError, match="empty"):
+        particles.read_dataset(written(table.iloc[:0], "empty.star"))
+    other_group = table.copy()
+    other_group.loc[2, "rlnOpticsGroup"] = 7
+    with pytest.raises(InputError, match="row 3 names optics group 7"):
+        particles.read_dataset(written(other_group, "group.star"))
+    sizes = blocks["optics"].copy()
+    sizes.loc[1, "rlnImagePixelSize"] = 2.0
+    with pytest.raises(InputError, match="different pixel sizes"):
+        particles.read_dataset(written(table, "sizes.star", sizes))
+    write_stack(project / "Extract/job012/Movies/big.mrcs", np.zeros((2, 20, 20)))
+    big = table.copy()
+    big.loc[0, "rlnImageName"] = "000001@Extract/job012/Movies/big.mrcs"
+    with pytest.raises(InputError, match="20×20 px"):
+        particles.read_dataset(written(big, "big.star"))
+    (project / "Extract/job012/Movies/corrupt.mrcs").write_bytes(b"not an MRC file at all" * 50)
+    corrupt = table.copy()
+    corrupt.loc[0, "rlnImageName"] = "000001@Extract/job012/Movies/corrupt.mrcs"
+    with pytest.raises(InputError, match="corrupt.mrcs: not a readable MRC stack"):
+        particles.read_dataset(written(corrupt, "corrupt.star"))
+
+
+def test_an_old_single_table_star_with_detector_pixel_size(tmp_path):
+    """RELION 3.0 and cryoSPARC's exports: one table, pixel size from detector and magnification."""
+    images = np.random.default_rng(1).standard_normal((4, 16, 16)).astype(np.float32)
+    write_stack(tmp_path / "J12/imported/stack.mrc", images)
+    star_path = tmp_path / "exported.star"
+    starfile.write(pd.DataFrame({"rlnImageName": [f"{i:06d}@J12/imported/stack.mrc" for i in (4, 1)],
+                                 "rlnDetectorPixelSize": [5.0, 5.0], "rlnMagnification": [50000.0, 50000.0],
+                                 "rlnAngleRot": [10.0, 20.0], "rlnAngleTilt": [30.0, 40.0],
+                                 "rlnAnglePsi": [50.0, 60.0]}), star_path)
+    dataset = particles.read_dataset(star_path)
+    np.testing.assert_array_equal(dataset.images, images[[3, 0]])
+    assert dataset.pixel_size == pytest.approx(1.0) and dataset.has_poses and dataset.ctf is None

@@ -10,6 +10,7 @@ import starfile
 from conftest import fails_with_usage_error
 from cryoposes import rotations, symmetry
 from cryoposes.cli import main
+from cryoposes.star import ANGLE_COLUMNS
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +142,72 @@ def test_evaluate_bad_input_exits_2(dataset, tmp_path, capsys):
     write_poses(stranger, rotations.random_quaternions(2, np.random.default_rng(0)),
                 image_names=["000001@particles.mrcs", "999999@particles.mrcs"])
     fails_with_usage_error(capsys, ["evaluate", truth_path, stranger], "not in")
+
+
+@pytest.fixture(scope="module")
+def relion_project(tmp_path_factory, volume_5j0n_32):
+    """120 projections of 5j0n in 3 stacks of a RELION project, 2 optics groups (same pixel size,
+    other voltages), shuffled rows with extra columns; the STAR file in a job folder, names
+    relative to the project. Returns the STAR path, the true poses by name, the map."""
+    import mrcfile
+
+    from cryoposes.projection import project
+
+    rng = np.random.default_rng(4)
+    truth = rotations.random_quaternions(120, rng)
+    images = project(volume_5j0n_32, truth)
+    root = tmp_path_factory.mktemp("project")
+    stacks = [f"Extract/job012/Movies/mic{k}.mrcs" for k in range(3)]
+    for k, stack in enumerate(stacks):
+        (root / stack).parent.mkdir(parents=True, exist_ok=True)
+        with mrcfile.new(root / stack) as mrc:
+            mrc.set_data(images[40 * k:40 * k + 40].astype(np.float32))
+    names = [f"{i % 40 + 1:06d}@{stacks[i // 40]}" for i in range(120)]
+    optics = pd.DataFrame({"rlnOpticsGroup": [1, 2], "rlnOpticsGroupName": ["a", "b"], "rlnImagePixelSize": [4.0, 4.0],
+                           "rlnImageSize": [32, 32], "rlnImageDimensionality": [2, 2], "rlnVoltage": [300.0, 200.0]})
+    order = rng.permutation(120)
+    particles = pd.DataFrame({"rlnCoordinateX": rng.uniform(0, 4096, 120), "rlnImageName": names,
+                              "rlnOpticsGroup": rng.integers(1, 3, 120), "rlnClassNumber": np.ones(120, dtype=int),
+                              "rlnMicrographName": [f"MotionCorr/job002/mic{i // 40}.mrc" for i in range(120)]})
+    star_path = root / "Select/job020/particles.star"
+    star_path.parent.mkdir(parents=True)
+    starfile.write({"optics": optics, "particles": particles.iloc[order].reset_index(drop=True)}, star_path)
+    return star_path, dict(zip(names, truth)), volume_5j0n_32
+
+
+def test_a_relion_star_without_poses_round_trips_through_recover(relion_project, tmp_path, capsys):
+    """Every input row and column comes back, poses added, each pose with its own image."""
+    from cryoposes import alignment, projection
+
+    star_path, truth, volume = relion_project
+    output = tmp_path / "recovered.star"
+    # Euclidean distances on images without poses: the command for particles fresh from picking.
+    assert main(["recover", str(star_path), "--distance", "euclidean", "--steps", "30", "--seed", "0", "--quiet",
+                 "--no-gauge", "-o", str(output)]) == 0
+    given = starfile.read(star_path, always_dict=True)
+    written = starfile.read(output, always_dict=True)
+    pd.testing.assert_frame_equal(written["optics"], given["optics"], check_dtype=False)  # 4.0 is written "4"
+    assert list(written["particles"].columns) == list(given["particles"].columns) + list(ANGLE_COLUMNS)
+    pd.testing.assert_frame_equal(written["particles"][given["particles"].columns], given["particles"], check_dtype=False)
+    # With the true distances (a RELION file with poses), the pairing is checked by re-projecting:
+    # each row's pose, aligned to the truth, projects to that row's own image.
+    posed = given["particles"].copy()
+    angles = np.degrees(rotations.quaternion_to_euler(np.array([truth[n] for n in posed["rlnImageName"]])))
+    for column, values in zip(ANGLE_COLUMNS, angles):
+        posed[column] = values
+    posed_path = star_path.with_name("posed.star")
+    starfile.write({"optics": given["optics"], "particles": posed}, posed_path)
+    assert main(["recover", str(posed_path), "--distance", "true", "--steps", "60", "--seed", "0", "--quiet",
+                 "-o", str(output)]) == 0
+    from cryoposes.particles import read_dataset
+    from cryoposes.star import read_pose_table
+
+    table = read_pose_table(output)
+    assert table.names == list(posed["rlnImageName"])
+    true_poses = np.array([truth[n] for n in table.names])
+    aligned = alignment.align_physical(true_poses, table.quaternions)
+    assert aligned.median < 1.0
+    reprojected = projection.project(volume, aligned.apply(table.quaternions))
+    images = read_dataset(posed_path).images
+    correlation = [np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(reprojected, images)]
+    assert min(correlation) > 0.95

@@ -218,13 +218,21 @@ def test_train_distance_cli_saves_a_model_with_its_split(tmp_path, capsys, volum
     assert len(recovered) == len(test)
     assert list(recovered["rlnImageName"]) == [f"{i + 1:06d}@particles.mrcs" for i in test]
     assert main(["evaluate", str(tmp_path / "particles" / "particles.star"), str(star)]) == 0
-    # A dataset of the same size from another simulation is refused (its "test" images were seen).
-    write_dataset(ParticleDataset(project(volume_5j0n_32, quaternions), quaternions, pixel_size=4.0,
-                                  metadata={"protein": "5a1a"}), tmp_path / "other")
+    assert starfile.read(star, always_dict=True)["cryoposes"]["cryoposes_images"] == "test split of the training dataset"
+    # Any other dataset of the model's image size: all its images, here one without poses.
+    unposed = ParticleDataset(project(volume_5j0n_32, quaternions[:30]), None, pixel_size=4.0)
+    write_dataset(unposed, tmp_path / "other")
+    assert main(["recover", str(tmp_path / "other" / "particles.star"), "--distance", str(tuned), "--seed", "0",
+                 "--steps", "50", "-o", str(star), "--quiet", "--no-gauge"]) == 0
+    blocks = starfile.read(star, always_dict=True)
+    assert len(blocks["particles"]) == 30 and blocks["cryoposes"]["cryoposes_images"] == "all"
+    assert blocks["cryoposes"]["cryoposes_distance"] == "tuned.keras"
+    # Images of another size than the model's are refused, naming both sizes.
+    write_dataset(ParticleDataset(np.zeros((5, 24, 24)), None, pixel_size=4.0), tmp_path / "small")
+    capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
-        main(["recover", str(tmp_path / "other"), "--distance", str(tuned), "--seed", "0", "-o", str(star)])
-    assert exit_info.value.code == 2
-    assert "another simulation (protein '5j0n' ≠ '5a1a')" in capsys.readouterr().err
+        main(["recover", str(tmp_path / "small"), "--distance", str(tuned), "--seed", "0", "-o", str(star)])
+    assert exit_info.value.code == 2 and "are 24 px, the distance model" in capsys.readouterr().err
 
 
 def test_batch_statistics_are_recomputed_from_training_batches():

@@ -24,7 +24,8 @@ from cryoposes.errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("directory", type=Path, metavar="DIR", help="dataset folder with particles.mrcs and particles.star")
+    parser.add_argument("directory", type=Path, metavar="DIR|FILE.star",
+                        help="dataset folder with particles.star, or a particle STAR file")
     parser.add_argument("--poses", type=Path, required=True, metavar="FILE.star", help="STAR file with the poses")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="MAP.mrc", help="map to write")
     parser.add_argument("--half-maps", action="store_true", help="also write two half maps and print their FSC resolution")
@@ -43,8 +44,8 @@ def _check(args) -> None:
         raise InputError(f"output folder {args.output.parent} does not exist")
     if not args.poses.is_file():
         raise InputError(f"no STAR file at {args.poses}")
-    if not args.directory.is_dir():
-        raise InputError(f"no dataset folder at {args.directory}")
+    if not args.directory.exists():
+        raise InputError(f"no dataset folder or STAR file at {args.directory}")
     if not args.regularization >= 0:
         raise InputError(f"--regularization must be non-negative, got {args.regularization}")
 

@@ -1,17 +1,21 @@
 """Recover particle poses from pairwise distances and write them as a RELION STAR file.
 
-Reads DIR/particles.mrcs and DIR/particles.star (as written by `cryoposes simulate`), builds the
-N×N target distances and fits one unit quaternion per particle to them
+Reads a particle dataset: a folder written by `cryoposes simulate`, or any RELION particle STAR
+file (DIR/particles.star or the STAR file itself; many stacks, several optics groups, with or
+without poses: particles fresh from picking have none, and that is what this is for). Builds
+the N×N target distances and fits one unit quaternion per particle to them
 (cryoposes.recovery.fit_poses). Distances:
 
-  true         the true pose distances d_q from the STAR file (Phase 1: perfect distances);
+  true         the true pose distances d_q from the STAR file (Phase 1: perfect distances;
+               needs poses in the file);
   euclidean    ‖p_i − p_j‖ between images, scaled so their mean is that of uniform rotations
                (Phase 2.1 baseline);
-  MODEL.keras  a distance network from `cryoposes train-distance` trained on this dataset, or
-               on the same simulation without noise (same protein, size, count, coverage,
-               seed: the same poses, so the same split): only its test images (never seen
-               in training) are recovered. Train on clean images with noise added on the fly
-               (--snr-db), then recover a noisy dataset.
+  MODEL.keras  a distance network from `cryoposes train-distance`, on images of its size. On
+               the dataset it was trained on, or the same simulation with noise (same protein,
+               size, count, coverage, seed: the same poses, so the same split), only its test
+               images (never seen in training) are recovered; on any other dataset, all images.
+               Train on clean images with noise added on the fly (--snr-db), then recover a
+               noisy dataset.
 
 Distances cannot see a right multiplication of every pose nor its transposition (see
 `cryoposes evaluate`); by default these are then found from the images themselves, by
@@ -19,9 +23,11 @@ common lines (cryoposes.gauge), so the poses written are physical: right up to o
 rotation of the molecule and its hand, like any reconstruction's. No ground truth is used.
 --no-gauge writes the distance-only poses instead. With --init true nothing is to be found.
 
-The output lists rlnImageName and rlnAngleRot/Tilt/Psi (degrees) of the recovered particles,
-and a data_cryoposes block saying which gauge they are in (physical or distances); score it
-with `cryoposes evaluate DIR/particles.star FILE.star`, map it with `cryoposes reconstruct`.
+The output is the input STAR file's rows of the recovered particles, every column kept in its
+order (and the optics block), with rlnAngleRot/Tilt/Psi (degrees) added or replaced, so RELION
+continues from it; a data_cryoposes block says which gauge the poses are in (physical or
+distances), which distance and which images were used. Score it with `cryoposes evaluate
+DIR/particles.star FILE.star` when the truth is known, map it with `cryoposes reconstruct`.
 
 Example:
     cryoposes recover particles/ --distance true --init random --seed 0 -o recovered.star
@@ -41,7 +47,8 @@ DISTANCES = ("true", "euclidean")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("directory", type=Path, metavar="DIR", help="dataset folder with particles.mrcs and particles.star")
+    parser.add_argument("directory", type=Path, metavar="DIR|FILE.star",
+                        help="dataset folder with particles.star, or a particle STAR file")
     parser.add_argument("--distance", required=True, metavar="true|euclidean|MODEL.keras",
                         help="target distances: the true d_q, the Euclidean baseline, or a trained distance model")
     parser.add_argument("--init", choices=INITS, default=INITS[0],
@@ -81,8 +88,8 @@ def _check_arguments(args) -> None:
         raise InputError(f"--distance must be 'true', 'euclidean' or a MODEL.keras file, got {args.distance!r}")
     if args.distance.endswith(".keras") and not Path(args.distance).is_file():
         raise InputError(f"no distance model at {args.distance}")
-    if not args.directory.is_dir():
-        raise InputError(f"no dataset folder at {args.directory}")
+    if not args.directory.exists():
+        raise InputError(f"no dataset folder or STAR file at {args.directory}")
 
 
 #: Simulation settings that must agree between the dataset a distance model was trained on and
@@ -90,12 +97,20 @@ def _check_arguments(args) -> None:
 SAME_SIMULATION = ("protein", "n", "size", "coverage", "seed", "shift", "ctf", "zoom")
 
 
-def _check_same_simulation(trained_on: dict, recovered: dict) -> None:
-    different = [f"{key} {trained_on[key]!r} ≠ {recovered[key]!r}" for key in SAME_SIMULATION
-                 if key in trained_on and key in recovered and trained_on[key] != recovered[key]]
-    if different:
-        raise InputError("the distance model was trained on another simulation (" + ", ".join(different)
-                         + "): its test images are not this dataset's unseen images")
+def trained_on_this(model, dataset) -> bool:
+    """Whether ``dataset`` is the one ``model`` was trained on, or its noisy twin: as many
+    images, the same particle names (when the model recorded them), and every
+    :data:`SAME_SIMULATION` setting that both record equal."""
+    from cryoposes import siamese
+
+    trained_on = model.metadata.get("dataset_metadata") or {}
+    if any(trained_on[key] != dataset.metadata[key] for key in SAME_SIMULATION
+           if key in trained_on and key in dataset.metadata):
+        return False
+    fingerprint = model.metadata.get("dataset_names_sha256")
+    if fingerprint is not None and fingerprint != dataset.names_sha256():
+        return False
+    return sum(len(indices) for indices in siamese.load_split(model).values()) == len(dataset)
 
 
 def main(args) -> int:
@@ -108,7 +123,11 @@ def main(args) -> int:
     n = len(dataset)
     if n < 3:
         raise InputError(f"{args.directory} holds {n} particle(s); recovery needs at least 3")
+    if not dataset.has_poses and (args.distance == "true" or args.init == "true"):
+        raise InputError(f"{args.directory} has no poses (no rlnAngleRot/Tilt/Psi): --distance true and "
+                         "--init true need them; use --distance euclidean or MODEL.keras")
     chosen = np.arange(n)
+    about = {"distance": args.distance, "images": "all"}
     if args.distance == "true":
         targets = rotations.pairwise_geodesic_distances(dataset.quaternions)
     elif args.distance == "euclidean":
@@ -117,15 +136,21 @@ def main(args) -> int:
         from cryoposes import siamese  # TensorFlow model code: only loaded when asked for
 
         model = siamese.load(args.distance)
-        _check_same_simulation(model.metadata.get("dataset_metadata") or {}, dataset.metadata)
-        chosen = siamese.test_indices(model, n)
+        if dataset.size != model.image_size:
+            raise InputError(f"the images of {args.directory} are {dataset.size} px, the distance model "
+                             f"{args.distance} takes {model.image_size} px")
+        about["distance"] = Path(args.distance).name
+        if trained_on_this(model, dataset):
+            chosen = siamese.test_indices(model, n)
+            about["images"] = "test split of the training dataset"
         targets = siamese.distance_matrix(model, dataset.images[chosen], turns=args.turns)
 
+    recovered = dataset.subset(chosen)
     config = recovery.RecoveryConfig(init=args.init, sampling=args.sampling, steps=args.steps,
                                      batch_size=args.batch, learning_rate=args.learning_rate, seed=args.seed)
     start = time.perf_counter()
-    result = recovery.fit_poses(targets, config, true_quaternions=dataset.quaternions[chosen],
-                                progress=not args.quiet)
+    result = recovery.fit_poses(targets, config, progress=not args.quiet,
+                                true_quaternions=recovered.quaternions)
     seconds = time.perf_counter() - start
     poses, metadata = result.quaternions, {"gauge": "distances"}
     if args.init == "true":
@@ -133,15 +158,15 @@ def main(args) -> int:
     elif args.gauge:
         from cryoposes import gauge
 
-        recovered = dataset.subset(chosen)
         found = gauge.resolve_gauge(recovered.images, poses, recovered.shifts, recovered.ctf,
                                     recovered.pixel_size, seed=args.seed, progress=not args.quiet)
         poses = found.quaternions
         metadata = {"gauge": "physical", "gauge_method": "common lines", "gauge_score": found.score,
                     "gauge_runner_up": found.runner_up, "gauge_transposed": found.transposed}
-    # The names read from the STAR file, so that a reordered or subset file keeps its pairing.
-    names = dataset.names()
-    star.write_poses(args.output, poses, image_names=[names[i] for i in chosen], metadata=metadata)
-    print(f"recovered {len(chosen)} poses in {seconds:.1f} s (final loss {result.history['loss'][-1]:.3g}), "
-          f"gauge: {metadata['gauge']} -> {args.output}")
+    # The rows read from the STAR file (every column, the names), so that a reordered or subset
+    # file keeps its pairing and RELION continues from the output.
+    star.write_poses(args.output, poses, image_names=recovered.names(), metadata={**metadata, **about},
+                     table=recovered.table, optics=dataset.optics)
+    print(f"recovered {len(chosen)} poses ({about['images']} images) in {seconds:.1f} s (final loss "
+          f"{result.history['loss'][-1]:.3g}), gauge: {metadata['gauge']} -> {args.output}")
     return 0

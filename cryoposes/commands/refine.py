@@ -27,7 +27,8 @@ from cryoposes.errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("directory", type=Path, metavar="DIR", help="dataset folder with particles.mrcs and particles.star")
+    parser.add_argument("directory", type=Path, metavar="DIR|FILE.star",
+                        help="dataset folder with particles.star, or a particle STAR file")
     parser.add_argument("--poses", type=Path, required=True, metavar="FILE.star", help="STAR file with the starting poses")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.star", help="STAR file to write")
     parser.add_argument("--iterations", type=int, default=3, metavar="K", help="rounds of reconstruct-then-match (default 3)")
@@ -48,8 +49,8 @@ def _check(args) -> None:
         raise InputError(f"{args.output} is a folder; give a .star file name")
     if not args.poses.is_file():
         raise InputError(f"no STAR file at {args.poses}")
-    if not args.directory.is_dir():
-        raise InputError(f"no dataset folder at {args.directory}")
+    if not args.directory.exists():
+        raise InputError(f"no dataset folder or STAR file at {args.directory}")
     if args.iterations < 1 or args.levels < 1:
         raise InputError(f"--iterations and --levels must be positive, got {args.iterations} and {args.levels}")
     if not args.angle_step > 0 or not args.shift_step >= 0:

@@ -104,6 +104,8 @@ def main(args) -> int:
     from cryoposes.particles import read_dataset
 
     dataset = read_dataset(args.dataset)
+    if not dataset.has_poses:
+        raise InputError(f"{args.dataset} has no poses (no rlnAngleRot/Tilt/Psi): training needs them")
     images = dataset.images
     if dataset.metadata.get("snr_db") is not None and args.rotate:
         print("note: the dataset is noisy; rotating noisy images interpolates (smooths) their noise. "
@@ -121,6 +123,7 @@ def main(args) -> int:
     metadata = {
         "dataset": os.path.abspath(args.dataset),
         "dataset_metadata": {k: v for k, v in dataset.metadata.items() if isinstance(v, (str, int, float, bool, type(None)))},
+        "dataset_names_sha256": dataset.names_sha256(),
         "command": " ".join(["cryoposes", "train-distance", *sys.argv[2:]]) if sys.argv[1:2] == ["train-distance"] else None,
         "version": __version__,
     }
