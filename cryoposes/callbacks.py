@@ -1,8 +1,10 @@
 """Keras callbacks shared by distance training and pose recovery: epoch-seeded batches, progress.
 
-Both fits draw their batches from a :class:`keras.utils.PyDataset` whose draws are seeded by the
-epoch number (so that a run resumed by ``keras.callbacks.BackupAndRestore`` draws exactly what
-an uninterrupted one would), and both show one tqdm bar.
+Distance training draws its batches from a :class:`keras.utils.PyDataset` whose draws are seeded
+by the epoch number (:class:`EpochSync`), so that a run resumed by
+``keras.callbacks.BackupAndRestore`` draws exactly what an uninterrupted one would (recovery
+draws its pairs inside the compiled step instead, from a stream saved with its weights). Both
+fits show one tqdm bar (:class:`ProgressBar`).
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ Given target distances ``d(i, j)`` between N particles (the true ``d_q``, the Eu
 baseline, or a learned distance), find unit quaternions ``q̂₁ … q̂_N`` minimising the mean over
 sampled pairs of ``(d(i, j) − d_q(q̂ᵢ, q̂ⱼ))²`` (the seed report's Eq. 6).
 
-It is written as a Keras model, :class:`QuaternionModel`: the only weight is the N×4 matrix of
-quaternions (normalised in the forward pass), the input is a batch of index pairs and the output
-their ``d_q``, so it trains with ``model.fit`` exactly like the distance network (the seed report
+It is written as a Keras model, :class:`QuaternionModel`: the only trained weight is the N×4
+matrix of quaternions (normalised in the forward pass), the input is a batch of index pairs and
+the output their ``d_q``, so it trains with ``model.fit`` exactly like the distance network (the seed report
 calls the two optimisations duals), with callbacks for progress, early stopping and
 checkpoint/resume, and an XLA-compiled step.
 
@@ -18,7 +18,11 @@ Starts (``init``):
 
 Pairs (``sampling``): ``"random"`` uniform pairs ``i ≠ j``; ``"knn"`` pairs of each particle and
 its k nearest neighbours under the target distance; ``"mixed"`` half and half (the seed report's
-Phase 2.1). A batch as large as all pairs uses all pairs every step.
+Phase 2.1). A batch as large as all pairs uses all pairs every step. Pairs are drawn and their
+targets looked up inside the compiled step (:class:`PairFit`), and one call runs a whole epoch
+of steps, so the step runs at its compiled speed. Targets are a dense matrix
+(:class:`DenseTargets`) or, at scale, computed per pair from per-image embeddings
+(:class:`cryoposes.siamese.EmbeddingTargets`): N × K numbers instead of N².
 
 Gradient steps alone leave some particles stranded in local minima from a random start (on
 5,000 exact poses, the median error stayed at 15–40°); :class:`Reseat`, a callback that moves
@@ -39,13 +43,15 @@ import keras
 from keras import ops
 
 from cryoposes import rotations
-from cryoposes.callbacks import EpochSync, ProgressBar
+from cryoposes.callbacks import ProgressBar
 from cryoposes.options import INITS, RECOVERY_SAMPLINGS as SAMPLINGS
 from cryoposes.spectral import spectral_initialization
 
 __all__ = [
     "QuaternionModel",
-    "PairSampler",
+    "PairTargets",
+    "DenseTargets",
+    "PairFit",
     "RecoveryConfig",
     "RecoveryResult",
     "nearest_neighbours",
@@ -105,29 +111,85 @@ class QuaternionModel(keras.Model):
         return rotations.canonical(rotations.normalize(q))
 
 
-def _check_targets(targets, n):
-    """Return ``(lookup(i, j) -> float32 distances, dense matrix or None, n)``."""
-    if callable(targets):
-        if n is None:
-            raise ValueError("give the number of particles n when the targets are a callable")
+class PairTargets:
+    """Target distances of index pairs, wherever :func:`fit_poses` needs them.
 
-        def lookup(i, j):
-            return np.asarray(targets(i, j), dtype="float32")
+    The compiled training step draws its pairs and looks their targets up itself
+    (:meth:`pairs`, on tensors it holds: :meth:`tensors`), so no Python runs per step;
+    :class:`Reseat` looks targets up in NumPy (:meth:`lookup`). Subclasses: :class:`DenseTargets`
+    (an N×N matrix) and :class:`cryoposes.siamese.EmbeddingTargets` (a learned distance from
+    per-image embeddings, N × K numbers: memory linear in N).
 
-        return lookup, None, int(n)
-    matrix = np.asarray(targets)
-    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
-        raise ValueError(f"target distances must be a square N×N matrix, got shape {matrix.shape}")
-    if n is not None and n != matrix.shape[0]:
-        raise ValueError(f"n = {n} but the distance matrix is {matrix.shape[0]}×{matrix.shape[0]}")
-    if not np.all(np.isfinite(matrix)):
-        raise ValueError("target distances contain NaN or infinite values")
-    matrix = matrix.astype("float32", copy=False)
+    Attributes
+    ----------
+    n : int
+        Number of particles N.
+    dense : numpy.ndarray or None
+        (N, N) float32 targets when they exist as a matrix (the spectral start and kNN pairs
+        need one).
+    """
 
-    def lookup(i, j):
-        return matrix[i, j]
+    n: int = 0
+    dense: np.ndarray | None = None
 
-    return lookup, matrix, matrix.shape[0]
+    def lookup(self, i, j) -> np.ndarray:
+        """Targets of index arrays ``i`` and ``j`` (NumPy), float32."""
+        raise NotImplementedError
+
+    def tensors(self) -> dict:
+        """The arrays :meth:`pairs` reads, by name: the fit holds them as constant weights."""
+        raise NotImplementedError
+
+    def pairs(self, held: dict, i, j):
+        """Targets of index tensors ``i`` and ``j`` (``keras.ops``), from the held tensors."""
+        raise NotImplementedError
+
+
+class DenseTargets(PairTargets):
+    """Targets from an (N, N) matrix of distances in radians.
+
+    Parameters
+    ----------
+    matrix : array_like
+        (N, N) finite distances.
+
+    Raises
+    ------
+    ValueError
+        Not square, not finite, or too large to index in int32 (N > 46,340; use embeddings).
+
+    Examples
+    --------
+    >>> from cryoposes.recovery import DenseTargets
+    >>> targets = DenseTargets([[0.0, 1.0], [1.0, 0.0]])
+    >>> targets.n, targets.lookup(np.array([0]), np.array([1])).tolist()
+    (2, [1.0])
+    """
+
+    def __init__(self, matrix):
+        matrix = np.asarray(matrix)
+        if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+            raise ValueError(f"target distances must be a square N×N matrix, got shape {matrix.shape}")
+        if not np.all(np.isfinite(matrix)):
+            raise ValueError("target distances contain NaN or infinite values")
+        if matrix.shape[0] ** 2 >= 2**31:
+            raise ValueError(f"an N×N matrix of N = {matrix.shape[0]} is too large; give per-image "
+                             "embeddings instead (cryoposes.siamese.EmbeddingTargets)")
+        self.dense = matrix.astype("float32", copy=False)
+        self.n = matrix.shape[0]
+
+    def lookup(self, i, j):
+        return self.dense[i, j]
+
+    def tensors(self):
+        return {"matrix": self.dense.ravel()}
+
+    def pairs(self, held, i, j):
+        return ops.take(held["matrix"], i * self.n + j)
+
+
+def _check_targets(targets) -> PairTargets:
+    return targets if isinstance(targets, PairTargets) else DenseTargets(targets)
 
 
 def nearest_neighbours(distances, k: int) -> np.ndarray:
@@ -171,27 +233,27 @@ def nearest_neighbours(distances, k: int) -> np.ndarray:
     return np.concatenate(pairs).astype("int32")
 
 
-class PairSampler(keras.utils.PyDataset):
-    """Batches of index pairs (B, 2) and their target distances (B,), one per training step.
+class PairFit(QuaternionModel):
+    """:class:`QuaternionModel` that draws its own pairs and targets inside the compiled step.
 
-    Batch ``index`` of epoch ``e`` is drawn from a generator seeded with ``(seed, e, index)``, so
-    a run is reproducible whatever order Keras asks for batches in; :func:`fit_poses` sets
-    ``epoch`` at the start of each epoch (also after a resume).
+    Called on anything (the fit feeds a dummy input per step), it returns the residuals
+    ``d_q(q̂ᵢ, q̂ⱼ) − d(i, j)`` (B,) of a fresh batch of pairs; the loss is their mean square
+    (the seed report's Eq. 6). Pairs come from a :class:`keras.random.SeedGenerator`, whose state
+    is a weight of the model: a run resumed from a checkpoint draws what an uninterrupted one
+    would, and the same seed gives the same poses.
 
     Parameters
     ----------
-    lookup : callable
-        ``lookup(i, j)``: target distances of index arrays ``i`` and ``j``.
-    n : int
-        Number of particles N.
+    targets : PairTargets
+        The target distances (their arrays become constant weights).
     batch_size : int
-        Pairs per batch; N(N−1)/2 or more gives all pairs ``i < j`` in every batch.
+        Pairs per step; N(N−1)/2 or more gives all pairs ``i < j`` in every step.
     sampling : str, optional
         One of :data:`cryoposes.options.RECOVERY_SAMPLINGS`.
     neighbours : numpy.ndarray, optional
         Pairs of :func:`nearest_neighbours`, for ``"knn"`` and ``"mixed"`` sampling.
-    steps_per_epoch : int, optional
-        Batches per epoch.
+    initial : array_like, optional
+        (N, 4) starting poses.
     seed : int, optional
 
     Raises
@@ -201,59 +263,80 @@ class PairSampler(keras.utils.PyDataset):
 
     Examples
     --------
-    >>> from cryoposes.recovery import PairSampler
-    >>> pairs, targets = PairSampler(lambda i, j: np.ones(len(i)), 10, batch_size=8)[0]
-    >>> pairs.shape, targets.shape
-    ((8, 2), (8,))
+    >>> from cryoposes.recovery import DenseTargets, PairFit
+    >>> fit = PairFit(DenseTargets(np.ones((10, 10))), batch_size=8, initial=np.tile([1.0, 0, 0, 0], (10, 1)))
+    >>> residuals = fit(np.zeros((1, 1)))
+    >>> tuple(residuals.shape), round(float(residuals[0]), 2)  # identical poses, targets 1 rad
+    ((8,), -1.0)
     """
 
-    def __init__(self, lookup, n, batch_size, sampling="random", neighbours=None, steps_per_epoch=100,
-                 seed=0):
-        super().__init__(workers=1, use_multiprocessing=False)
+    def __init__(self, targets: PairTargets, batch_size: int, sampling: str = "random", neighbours=None,
+                 initial=None, seed: int = 0, **kwargs):
         if sampling not in SAMPLINGS:
             raise ValueError(f"unknown sampling {sampling!r}; choose one of {', '.join(SAMPLINGS)}")
         if sampling != "random" and neighbours is None:
             raise ValueError(f"{sampling!r} sampling needs nearest-neighbour pairs")
-        if n < 2:
+        if targets.n < 2:
             raise ValueError("recovery needs at least 2 particles")
-        self.lookup = lookup
-        self.n = int(n)
+        super().__init__(targets.n, initial=initial, **kwargs)
+        self.targets = targets
         self.sampling = sampling
-        self.neighbours = neighbours
-        self.steps_per_epoch = int(steps_per_epoch)
-        self.seed = int(seed)
-        self.epoch = 0
         total = self.n * (self.n - 1) // 2
+        self.batch_size = int(min(batch_size, total))
+        self.generator = keras.random.SeedGenerator(seed)
+
+        def constant(name, array):
+            array = np.asarray(array)
+            return self.add_weight(shape=array.shape, initializer=keras.initializers.Constant(array),
+                                   dtype=str(array.dtype), trainable=False, name=name)
+
+        self.held = {name: constant(name, array) for name, array in targets.tensors().items()}
         self.all_pairs = None
         if batch_size >= total:
             i, j = np.triu_indices(self.n, k=1)
-            pairs = np.stack([i, j], axis=1).astype("int32")
-            self.all_pairs = (pairs, lookup(pairs[:, 0], pairs[:, 1]))
-        self.batch_size = int(min(batch_size, total))
+            self.all_pairs = constant("all_pairs", np.stack([i, j], axis=1).astype("int32"))
+        self.neighbours = None if neighbours is None else constant("neighbours", np.asarray(neighbours, "int32"))
 
-    def __len__(self):
-        return self.steps_per_epoch
+    def _uniform(self, size):
+        first = keras.random.randint((size,), 0, self.n, dtype="int32", seed=self.generator)
+        offset = keras.random.randint((size,), 1, self.n, dtype="int32", seed=self.generator)
+        return first, (first + offset) % self.n  # never i
 
-    def _uniform(self, rng, size):
-        i = rng.integers(0, self.n, size)
-        j = (i + rng.integers(1, self.n, size)) % self.n  # never i
-        return np.stack([i, j], axis=1).astype("int32")
+    def _knn(self, size):
+        rows = keras.random.randint((size,), 0, self.neighbours.shape[0], dtype="int32", seed=self.generator)
+        chosen = ops.take(self.neighbours, rows, axis=0)
+        return chosen[:, 0], chosen[:, 1]
 
-    def _knn(self, rng, size):
-        return self.neighbours[rng.integers(0, len(self.neighbours), size)]
-
-    def __getitem__(self, index):
+    def sample(self):
+        """A batch of index pairs ``(i, j)``: two (B,) int32 tensors."""
         if self.all_pairs is not None:
-            return self.all_pairs
-        rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+            return self.all_pairs[:, 0], self.all_pairs[:, 1]
         if self.sampling == "random":
-            pairs = self._uniform(rng, self.batch_size)
-        elif self.sampling == "knn":
-            pairs = self._knn(rng, self.batch_size)
-        else:
-            half = self.batch_size // 2
-            pairs = np.concatenate([self._knn(rng, half), self._uniform(rng, self.batch_size - half)])
-        return pairs, self.lookup(pairs[:, 0], pairs[:, 1])
+            return self._uniform(self.batch_size)
+        if self.sampling == "knn":
+            return self._knn(self.batch_size)
+        half = self.batch_size // 2
+        (i1, j1), (i2, j2) = self._knn(half), self._uniform(self.batch_size - half)
+        return ops.concatenate([i1, i2]), ops.concatenate([j1, j2])
+
+    def call(self, steps):
+        i, j = self.sample()
+        q = rotations.normalize(self.quaternions, xp=ops)
+        fitted = rotations.geodesic_distance(ops.take(q, i, axis=0), ops.take(q, j, axis=0), xp=ops)
+        return fitted - self.targets.pairs(self.held, i, j)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        return ops.mean(ops.square(y_pred))
+
+    # The pair stream's state is saved with the weights, so a run resumed from a checkpoint
+    # draws the pairs an uninterrupted one would.
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        store["pair_stream"] = self.generator.state
+
+    def load_own_variables(self, store):
+        self.generator.state.assign(store["pair_stream"])
+        super().load_own_variables({key: store[key] for key in store.keys() if key != "pair_stream"})
 
 
 class Reseat(keras.callbacks.Callback):
@@ -446,7 +529,7 @@ class RecoveryConfig:
             raise ValueError("learning rates must be positive")
 
 
-def fit_poses(targets, config: RecoveryConfig | None = None, *, n: int | None = None, true_quaternions=None,
+def fit_poses(targets, config: RecoveryConfig | None = None, *, true_quaternions=None,
               initial=None, backup_dir=None, snapshots: bool = False, progress: bool = True,
               callbacks=()) -> RecoveryResult:
     """Fit N unit quaternions to target distances (the seed report's Eq. 6).
@@ -455,13 +538,12 @@ def fit_poses(targets, config: RecoveryConfig | None = None, *, n: int | None = 
 
     Parameters
     ----------
-    targets : array_like or callable
-        (N, N) distances in radians, or a callable ``targets(i, j)`` over index arrays (then
-        give ``n``; only random sampling and a random or given start).
+    targets : array_like or PairTargets
+        (N, N) distances in radians, or targets without a matrix (e.g.
+        :class:`cryoposes.siamese.EmbeddingTargets`: then only random sampling, and a random or
+        given start).
     config : RecoveryConfig, optional
         The settings (defaults: ``RecoveryConfig()``).
-    n : int, optional
-        Number of particles, for callable targets.
     true_quaternions : array_like, optional
         (N, 4) true poses, for ``init="true"``.
     initial : array_like, optional
@@ -491,9 +573,11 @@ def fit_poses(targets, config: RecoveryConfig | None = None, *, n: int | None = 
     (50, 4)
     """
     config = config or RecoveryConfig()
-    lookup, matrix, n = _check_targets(targets, n)
+    targets = _check_targets(targets)
+    matrix, n = targets.dense, targets.n
     if matrix is None and (config.sampling != "random" or (config.init == "spectral" and initial is None)):
-        raise ValueError("kNN sampling and the spectral start need the targets as a dense matrix")
+        raise ValueError("kNN sampling and the spectral start need the targets as a dense matrix; "
+                         "give initial poses and random sampling")
 
     # A stream of its own: poses drawn with the same seed elsewhere (say, the simulated truth)
     # must not come back as the "random" start.
@@ -514,16 +598,17 @@ def fit_poses(targets, config: RecoveryConfig | None = None, *, n: int | None = 
     neighbours = nearest_neighbours(matrix, config.k) if matrix is not None else None
     steps_per_epoch = int(min(config.steps_per_epoch, config.steps))
     epochs = math.ceil(config.steps / steps_per_epoch)
-    sampler = PairSampler(lookup, n, config.batch_size, config.sampling, neighbours, steps_per_epoch, config.seed)
-
-    model = QuaternionModel(n, initial=start)
-    model(np.zeros((1, 2), dtype="int32"))  # built before fit, as BackupAndRestore requires
+    model = PairFit(targets, config.batch_size, config.sampling, neighbours if config.sampling != "random" else None,
+                    initial=start, seed=config.seed)
+    model(np.zeros((1, 1), dtype="float32"))  # built before fit, as BackupAndRestore requires
     decay = (config.final_learning_rate / config.learning_rate) ** (1.0 / max(epochs * steps_per_epoch, 1))
     schedule = keras.optimizers.schedules.ExponentialDecay(config.learning_rate, 1, decay)
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="mse", jit_compile=config.jit_compile)
+    # One call runs a whole epoch of compiled steps: nothing in Python between them.
+    model.compile(optimizer=keras.optimizers.Adam(schedule), jit_compile=config.jit_compile,
+                  steps_per_execution=steps_per_epoch)
 
     timer = _Timer(steps_per_epoch)
-    used = [EpochSync(sampler), timer, *callbacks]
+    used = [timer, *callbacks]
     keeper = _Snapshots() if snapshots else None
     if keeper is not None:
         used.append(keeper)
@@ -538,12 +623,13 @@ def fit_poses(targets, config: RecoveryConfig | None = None, *, n: int | None = 
             if neighbours is not None
             else rng.integers(0, n, (n, 4 * config.k))  # no neighbour lists without a dense matrix
         )
-        used.append(Reseat(lookup, candidates, every=1, until=max(3 * epochs // 4, 1), seed=config.seed))
+        used.append(Reseat(targets.lookup, candidates, every=1, until=max(3 * epochs // 4, 1), seed=config.seed))
     if backup_dir is not None:
         used.append(keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=True))
     if progress:
         used.append(ProgressBar(epochs, "recovery", steps_per_epoch, unit="step", shown=("loss",)))
-    model.fit(sampler, epochs=epochs, callbacks=used, verbose=0, shuffle=False)
+    steps = np.zeros((steps_per_epoch, 1), dtype="float32")  # one dummy input per step
+    model.fit(steps, steps[:, 0], batch_size=1, epochs=epochs, callbacks=used, verbose=0, shuffle=False)
     return RecoveryResult(
         quaternions=model.poses(),
         initial=start,
@@ -557,7 +643,7 @@ def recover(targets, config: RecoveryConfig | None = None, **options) -> np.ndar
 
     Parameters
     ----------
-    targets : array_like or callable
+    targets : array_like or PairTargets
         As :func:`fit_poses`.
     config : RecoveryConfig, optional
     **options
