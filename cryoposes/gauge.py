@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cryoposes import imaging, rotations
+from cryoposes.ctf import CTFParameters
 from cryoposes.ctf import ctf as contrast_transfer
 
 __all__ = ["GaugeResult", "resolve_gauge", "common_line_score"]
@@ -330,14 +331,20 @@ def resolve_gauge(images, quaternions, shifts=None, ctf=None, pixel_size: float 
     shifts = None if shifts is None else np.asarray(shifts, dtype=float)
     rng = np.random.default_rng(seed)
     size = images.shape[-1]
-    # Coarse: low frequencies (wide basins, few pairs); fine: more of both.
-    coarse = _PolarSpectra(images, shifts, ctf, pixel_size, 120, _radii(size, 0.12))
-    fine = _PolarSpectra(images, shifts, ctf, pixel_size, 360, _radii(size, 0.3))
     # Never more pairs than there are (small datasets).
     available = len(images) * (len(images) - 1) // 2
     coarse_pair_list = _random_pairs(len(images), min(coarse_pairs, available), rng)
     fine_pair_list = _random_pairs(len(images), min(fine_pairs, available), rng)
-    matrices = rotations.quaternion_to_matrix(quaternions)
+    # Only the images in some pair are read: memory and time stay bounded however many there are.
+    used = np.unique(np.concatenate([coarse_pair_list.ravel(), fine_pair_list.ravel()]))
+    coarse_pair_list, fine_pair_list = (np.searchsorted(used, pairs) for pairs in (coarse_pair_list, fine_pair_list))
+    if ctf is not None:
+        ctf = CTFParameters(**{key: value[used] for key, value in ctf.per_particle(len(images)).items()})
+    chosen_images, chosen_shifts = images[used], None if shifts is None else shifts[used]
+    # Coarse: low frequencies (wide basins, few pairs); fine: more of both.
+    coarse = _PolarSpectra(chosen_images, chosen_shifts, ctf, pixel_size, 120, _radii(size, 0.12))
+    fine = _PolarSpectra(chosen_images, chosen_shifts, ctf, pixel_size, 360, _radii(size, 0.3))
+    matrices = rotations.quaternion_to_matrix(quaternions[used])
     branches = {False: matrices, True: np.transpose(matrices, (0, 2, 1))}
     candidates = []
     with tqdm(total=2 * directions, desc="gauge search", unit="direction", disable=not progress) as bar:

@@ -32,6 +32,7 @@ each particle to a nearest neighbour's pose when that fits its distances better,
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ __all__ = [
     "nearest_neighbours",
     "Reseat",
     "fit_poses",
+    "subset_start",
     "recover",
 ]
 
@@ -136,6 +138,10 @@ class PairTargets:
         """Targets of index arrays ``i`` and ``j`` (NumPy), float32."""
         raise NotImplementedError
 
+    def block(self, rows, columns) -> np.ndarray:
+        """(R, C) targets of every particle of ``rows`` against every one of ``columns`` (NumPy)."""
+        raise NotImplementedError
+
     def tensors(self) -> dict:
         """The arrays :meth:`pairs` reads, by name: the fit holds them as constant weights."""
         raise NotImplementedError
@@ -180,6 +186,9 @@ class DenseTargets(PairTargets):
 
     def lookup(self, i, j):
         return self.dense[i, j]
+
+    def block(self, rows, columns):
+        return self.dense[np.ix_(rows, columns)]
 
     def tensors(self):
         return {"matrix": self.dense.ravel()}
@@ -636,6 +645,59 @@ def fit_poses(targets, config: RecoveryConfig | None = None, *, true_quaternions
         history=timer.records,
         snapshots=keeper.poses if keeper is not None else [],
     )
+
+
+def subset_start(targets: PairTargets, size: int, config: RecoveryConfig | None = None,
+                 progress: bool = False) -> np.ndarray:
+    """Starting poses for many particles without their N×N matrix: a subset fitted, the rest placed.
+
+    ``size`` random particles get the dense matrix of their targets, a spectral start and a fit
+    (:func:`fit_poses`); every other particle then starts at the pose of the subset particle it
+    is nearest to under the targets (a few degrees off with thousands in the subset). A fit of
+    all particles from there (random pairs) refines them. Time and memory grow as N·size.
+
+    Parameters
+    ----------
+    targets : PairTargets
+        The N particles' targets (their :meth:`~PairTargets.block` is used).
+    size : int
+        Particles in the subset (all of them if N is smaller).
+    config : RecoveryConfig, optional
+        Settings of the subset's fit (``init`` is set to ``"spectral"``); ``seed`` also picks
+        the subset.
+    progress : bool, optional
+        Show progress bars.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, 4) starting poses.
+
+    Examples
+    --------
+    >>> from cryoposes import alignment, rotations
+    >>> from cryoposes.recovery import DenseTargets, RecoveryConfig, subset_start
+    >>> truth = rotations.random_quaternions(400, 0)
+    >>> targets = DenseTargets(rotations.pairwise_geodesic_distances(truth))
+    >>> start = subset_start(targets, 200, RecoveryConfig(steps=300))
+    >>> start.shape, bool(alignment.align_o4(truth, start).median < 15.0)
+    ((400, 4), True)
+    """
+    config = dataclasses.replace(config or RecoveryConfig(), init="spectral")
+    if size < 3:
+        raise ValueError(f"the subset needs at least 3 particles, got {size}")
+    n = targets.n
+    rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(2,)))
+    subset = np.arange(n) if n <= size else np.sort(rng.choice(n, size, replace=False))
+    dense = targets.block(subset, subset)
+    fitted = fit_poses((dense + dense.T) / 2.0, config, progress=progress).quaternions
+    start = np.empty((n, 4))
+    start[subset] = fitted
+    rest = np.setdiff1d(np.arange(n), subset)
+    for first in range(0, len(rest), 2048):
+        rows = rest[first:first + 2048]
+        start[rows] = fitted[np.argmin(targets.block(rows, subset), axis=1)]
+    return start
 
 
 def recover(targets, config: RecoveryConfig | None = None, **options) -> np.ndarray:

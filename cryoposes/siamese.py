@@ -46,6 +46,7 @@ from keras import ops
 
 from cryoposes import imaging
 from cryoposes.errors import InputError
+from cryoposes.recovery import PairTargets
 from cryoposes.options import HEADS, NORMALIZATIONS, TURNS
 
 __all__ = [
@@ -57,6 +58,9 @@ __all__ = [
     "test_indices",
     "embed",
     "distance_matrix",
+    "paired_head",
+    "turned_embeddings",
+    "EmbeddingTargets",
 ]
 
 _COSINE_EPSILON = 1e-6
@@ -108,14 +112,57 @@ def pairwise_head(first, second, head: str = "rotation", xp=np):
             + xp.sum(second * second, axis=-1)[None, :]
             - 2.0 * xp.matmul(first, xp.transpose(second))
         )
+        return _head_distance(squared, head, xp)
+    cosine = xp.matmul(_unit(first, xp), xp.transpose(_unit(second, xp)))
+    return _head_distance(cosine, head, xp)
+
+
+def paired_head(first, second, head: str = "rotation", xp=np):
+    """Head distances between row ``b`` of ``first`` and row ``b`` of ``second``, for every ``b``.
+
+    The same values as the diagonal of :func:`pairwise_head` (one formula), for sampled pairs.
+
+    Parameters
+    ----------
+    first, second : array_like or tensor
+        (B, K) embeddings.
+    head : str, optional
+        One of :data:`cryoposes.options.HEADS`.
+    xp : module, optional
+        ``numpy`` or ``keras.ops``.
+
+    Returns
+    -------
+    numpy.ndarray or tensor
+        (B,) distances.
+
+    Examples
+    --------
+    >>> from cryoposes.siamese import paired_head, pairwise_head
+    >>> first, second = np.random.default_rng(0).standard_normal((2, 5, 8))
+    >>> bool(np.allclose(paired_head(first, second), np.diag(pairwise_head(first, second))))
+    True
+    """
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; choose one of {HEADS}")
+    if head == "euclidean":
+        difference = first - second
+        return _head_distance(xp.sum(difference * difference, axis=-1), head, xp)
+    return _head_distance(xp.sum(_unit(first, xp) * _unit(second, xp), axis=-1), head, xp)
+
+
+def _unit(embeddings, xp):
+    return embeddings / xp.sqrt(xp.maximum(xp.sum(embeddings * embeddings, axis=-1, keepdims=True), 1e-12))
+
+
+def _head_distance(similarity, head, xp):
+    """The head's distance from the squared embedding distance (``euclidean``) or the cosine."""
+    if head == "euclidean":
         # The small floor keeps the gradient finite at zero distance (the diagonal).
-        return xp.sqrt(xp.maximum(squared, 0.0) + 1e-12)
-    unit_first = first / xp.sqrt(xp.maximum(xp.sum(first * first, axis=-1, keepdims=True), 1e-12))
-    unit_second = second / xp.sqrt(xp.maximum(xp.sum(second * second, axis=-1, keepdims=True), 1e-12))
-    cosine = xp.matmul(unit_first, xp.transpose(unit_second))
+        return xp.sqrt(xp.maximum(similarity, 0.0) + 1e-12)
     if head == "cosine":
-        return 2.0 * xp.arccos(xp.clip(cosine, 0.0, 1.0 - _COSINE_EPSILON))
-    return xp.arccos(xp.clip((3.0 * cosine - 1.0) / 2.0, -1.0 + _COSINE_EPSILON, 1.0 - _COSINE_EPSILON))
+        return 2.0 * xp.arccos(xp.clip(similarity, 0.0, 1.0 - _COSINE_EPSILON))
+    return xp.arccos(xp.clip((3.0 * similarity - 1.0) / 2.0, -1.0 + _COSINE_EPSILON, 1.0 - _COSINE_EPSILON))
 
 
 @keras.saving.register_keras_serializable(package="cryoposes")
@@ -431,13 +478,113 @@ def distance_matrix(model_or_path, images, batch_size: int = 256, turns: int = T
     (6, 6)
     """
     model = as_model(model_or_path)
+    embeddings = turned_embeddings(model, images, batch_size, turns).astype(np.float64)
+    distances = sum(pairwise_head(embeddings[:, k], embeddings[:, k], model.head) for k in range(embeddings.shape[1]))
+    distances = distances / embeddings.shape[1]
+    return (distances + distances.T) / 2.0
+
+
+def turned_embeddings(model_or_path, images, batch_size: int = 256, turns: int = TURNS,
+                      progress: bool = False) -> np.ndarray:
+    """Embeddings of the images and of their in-plane turns: what :func:`distance_matrix` and
+    :class:`EmbeddingTargets` compare, N × turns × K numbers instead of N².
+
+    Parameters
+    ----------
+    model_or_path : SiameseDistance or str or os.PathLike
+    images : array_like
+        (N, L, L), L the model's ``image_size``.
+    batch_size : int, optional
+        Images per encoder call.
+    turns : int, optional
+        T, the in-plane turns ``2πk/T`` of each image.
+    progress : bool, optional
+        Show a progress bar over the images.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, T, K) float32.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes.siamese import SiameseDistance, turned_embeddings
+    >>> turned_embeddings(SiameseDistance(32, embedding=12), np.zeros((5, 32, 32)), turns=2).shape
+    (5, 2, 12)
+    """
+    model = as_model(model_or_path)
     if isinstance(turns, bool) or int(turns) != turns or turns < 1:
         raise ValueError(f"turns must be a positive integer, got {turns!r}")
     images = np.asarray(images, dtype=np.float32)
-    distances = 0.0
-    for k in range(int(turns)):
-        turned = images if k == 0 else imaging.rotate_images(images, np.full(len(images), 2 * np.pi * k / turns))
-        embeddings = embed(model, turned, batch_size)
-        distances = distances + pairwise_head(embeddings, embeddings, model.head)
-    distances = distances / turns
-    return (distances + distances.T) / 2.0
+    result = np.empty((len(images), int(turns), model.embedding), dtype=np.float32)
+    chunk = max(batch_size, 4096)  # rotations and encoder calls on bounded slices of the stack
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(images), desc="embedding", unit="image")
+    for start in range(0, len(images), chunk):
+        block = images[start:start + chunk]
+        for k in range(int(turns)):
+            turned = block if k == 0 else imaging.rotate_images(block, np.full(len(block), 2 * np.pi * k / turns))
+            result[start:start + len(block), k] = embed(model, turned, batch_size)
+        if bar is not None:
+            bar.update(len(block))
+    if bar is not None:
+        bar.close()
+    return result
+
+
+class EmbeddingTargets(PairTargets):
+    """Learned distances of image pairs computed from per-image embeddings, for recovery at scale.
+
+    ``d(i, j)`` is the head's distance averaged over the T in-plane turns, exactly the entry
+    ``(i, j)`` of :func:`distance_matrix`, but computed per sampled pair (in the compiled step
+    of :func:`cryoposes.recovery.fit_poses`, and in NumPy for reseating): memory N·T·K numbers.
+
+    Parameters
+    ----------
+    embeddings : array_like
+        (N, T, K) of :func:`turned_embeddings`.
+    head : str
+        The model's head.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes.siamese import EmbeddingTargets, SiameseDistance, distance_matrix, turned_embeddings
+    >>> model, images = SiameseDistance(32, embedding=12), np.random.default_rng(0).standard_normal((6, 32, 32))
+    >>> targets = EmbeddingTargets(turned_embeddings(model, images, turns=2), model.head)
+    >>> i, j = np.array([0, 4]), np.array([3, 5])
+    >>> bool(np.allclose(targets.lookup(i, j), distance_matrix(model, images, turns=2)[i, j], atol=1e-5))
+    True
+    """
+
+    def __init__(self, embeddings, head: str):
+        embeddings = np.asarray(embeddings, dtype=np.float32)
+        if embeddings.ndim != 3 or not np.all(np.isfinite(embeddings)):
+            raise ValueError(f"embeddings must be finite and shaped (N, turns, K), got {embeddings.shape}")
+        if head not in HEADS:
+            raise ValueError(f"unknown head {head!r}; choose one of {HEADS}")
+        self.embeddings, self.head, self.n = embeddings, head, len(embeddings)
+
+    def _mean_over_turns(self, first, second, xp):
+        return xp.mean(paired_head(first, second, self.head, xp=xp), axis=-1)
+
+    def lookup(self, i, j):
+        first, second = self.embeddings[i], self.embeddings[j]  # (B, T, K)
+        return self._mean_over_turns(first, second, np).astype(np.float32)
+
+    def block(self, rows, columns):
+        """(R, C) targets of every particle of ``rows`` against every one of ``columns``."""
+        turns = self.embeddings.shape[1]
+        return sum(pairwise_head(self.embeddings[rows, k], self.embeddings[columns, k], self.head)
+                   for k in range(turns)) / turns
+
+    def tensors(self):
+        return {"embeddings": self.embeddings}
+
+    def pairs(self, held, i, j):
+        embeddings = held["embeddings"]
+        return self._mean_over_turns(ops.take(embeddings, i, axis=0), ops.take(embeddings, j, axis=0), ops)

@@ -119,3 +119,16 @@ def test_turn_averaged_distances_average_over_quarter_turns(trained):
     with pytest.raises(ValueError, match="turns must be a positive integer"):
         siamese.distance_matrix(model, images, turns=0)
 
+
+
+def test_embedding_targets_in_the_graph_match_numpy_and_the_matrix():
+    model = siamese.SiameseDistance(32, embedding=12)
+    images = np.random.default_rng(3).standard_normal((20, 32, 32))
+    targets = siamese.EmbeddingTargets(siamese.turned_embeddings(model, images, turns=3), model.head)
+    matrix = siamese.distance_matrix(model, images, turns=3)
+    i, j = np.array([0, 3, 19, 7]), np.array([5, 3, 2, 11])
+    held = {name: ops.convert_to_tensor(array) for name, array in targets.tensors().items()}
+    in_graph = ops.convert_to_numpy(targets.pairs(held, ops.convert_to_tensor(i), ops.convert_to_tensor(j)))
+    np.testing.assert_allclose(in_graph, targets.lookup(i, j), atol=1e-5)
+    np.testing.assert_allclose(targets.lookup(i, j), matrix[i, j], atol=1e-5)
+    np.testing.assert_allclose(targets.block([1, 2], [4, 5, 6]), matrix[np.ix_([1, 2], [4, 5, 6])], atol=1e-5)

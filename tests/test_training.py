@@ -227,6 +227,11 @@ def test_train_distance_cli_saves_a_model_with_its_split(tmp_path, capsys, volum
     blocks = starfile.read(star, always_dict=True)
     assert len(blocks["particles"]) == 30 and blocks["cryoposes"]["cryoposes_images"] == "all"
     assert blocks["cryoposes"]["cryoposes_distance"] == "tuned.keras"
+    # Beyond --dense-limit: embeddings, per-pair distances, a start on a subset; the same rows.
+    assert main(["recover", str(tmp_path / "other"), "--distance", str(tuned), "--seed", "0", "--steps", "50",
+                 "-o", str(star), "--quiet", "--no-gauge", "--dense-limit", "10", "--subset", "12"]) == 0
+    blocks = starfile.read(star, always_dict=True)
+    assert len(blocks["particles"]) == 30 and "embeddings" in blocks["cryoposes"]["cryoposes_targets"]
     # Images of another size than the model's are refused, naming both sizes.
     write_dataset(ParticleDataset(np.zeros((5, 24, 24)), None, pixel_size=4.0), tmp_path / "small")
     capsys.readouterr()

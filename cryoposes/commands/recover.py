@@ -15,7 +15,11 @@ the N×N target distances and fits one unit quaternion per particle to them
                size, count, coverage, seed: the same poses, so the same split), only its test
                images (never seen in training) are recovered; on any other dataset, all images.
                Train on clean images with noise added on the fly (--snr-db), then recover a
-               noisy dataset.
+               noisy dataset. Beyond --dense-limit particles no N×N matrix is made: each
+               image is embedded once (N × turns × K numbers), the distances of the pairs
+               drawn at each step are computed inside the compiled step, and the spectral
+               start is made on --subset particles, the others placed at their nearest.
+               Memory grows linearly with N.
 
 Distances cannot see a right multiplication of every pose nor its transposition (see
 `cryoposes evaluate`); by default these are then found from the images themselves, by
@@ -36,6 +40,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -44,6 +49,10 @@ from cryoposes.errors import InputError
 from cryoposes.options import INITS, RECOVERY_SAMPLINGS, TURNS
 
 DISTANCES = ("true", "euclidean")
+#: Particles above which a learned distance is never made into an N×N matrix (1.6 GB of float32).
+DENSE_LIMIT = 20000
+#: Particles of the spectral start at scale.
+SUBSET = 5000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +67,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--turns", type=int, default=TURNS, metavar="K",
                         help="with MODEL.keras: average the learned distances over K in-plane turns of "
                              f"the images (d_q does not change when both images turn alike; default {TURNS})")
+    parser.add_argument("--dense-limit", type=int, default=DENSE_LIMIT, metavar="M",
+                        help="with MODEL.keras, recover more particles than M without their N×N matrix: "
+                             "distances of sampled pairs from per-image embeddings, a spectral start on "
+                             f"--subset particles, the others placed by their nearest (default {DENSE_LIMIT})")
+    parser.add_argument("--subset", type=int, default=SUBSET, metavar="S",
+                        help=f"particles of the spectral start beyond --dense-limit (default {SUBSET})")
     parser.add_argument("--steps", type=int, default=1500, metavar="S", help="optimisation steps (default 1500)")
     parser.add_argument("--batch", type=int, default=65536, metavar="B",
                         help="pairs per step (default 65536; at least all pairs means all pairs every step)")
@@ -74,6 +89,8 @@ def _check_arguments(args) -> None:
         raise InputError(f"--turns must be positive, got {args.turns}")
     if args.steps <= 0:
         raise InputError(f"--steps must be positive, got {args.steps}")
+    if args.dense_limit < 3 or args.subset < 3:
+        raise InputError(f"--dense-limit and --subset must be at least 3, got {args.dense_limit} and {args.subset}")
     if args.batch <= 0:
         raise InputError(f"--batch must be positive, got {args.batch}")
     if not args.learning_rate > 0:
@@ -143,13 +160,28 @@ def main(args) -> int:
         if trained_on_this(model, dataset):
             chosen = siamese.test_indices(model, n)
             about["images"] = "test split of the training dataset"
-        targets = siamese.distance_matrix(model, dataset.images[chosen], turns=args.turns)
+        if len(chosen) > args.dense_limit:
+            if args.sampling != "random":
+                raise InputError(f"--sampling {args.sampling} needs the N×N matrix; above --dense-limit "
+                                 f"({args.dense_limit}) only random pairs are drawn")
+            targets = siamese.EmbeddingTargets(siamese.turned_embeddings(model, dataset.images[chosen], turns=args.turns,
+                                                                         progress=not args.quiet), model.head)
+        else:
+            targets = siamese.distance_matrix(model, dataset.images[chosen], turns=args.turns)
 
     recovered = dataset.subset(chosen)
     config = recovery.RecoveryConfig(init=args.init, sampling=args.sampling, steps=args.steps,
                                      batch_size=args.batch, learning_rate=args.learning_rate, seed=args.seed)
     start = time.perf_counter()
-    result = recovery.fit_poses(targets, config, progress=not args.quiet,
+    initial = None
+    if isinstance(targets, recovery.PairTargets):
+        # At scale: the start from a fitted subset is close already, and reseating without
+        # neighbour lists would cost N × 40 × 256 distances per epoch.
+        config = dataclasses.replace(config, reseat=False)
+        if args.init == "spectral":
+            initial = recovery.subset_start(targets, args.subset, config, progress=not args.quiet)
+        about["targets"] = f"per-pair from embeddings (N > {args.dense_limit}), start on {args.subset}"
+    result = recovery.fit_poses(targets, config, progress=not args.quiet, initial=initial,
                                 true_quaternions=recovered.quaternions)
     seconds = time.perf_counter() - start
     poses, metadata = result.quaternions, {"gauge": "distances"}
