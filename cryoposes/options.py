@@ -39,3 +39,6 @@ RECOVERY_SAMPLINGS = ("random", "knn", "mixed")
 #: (:func:`cryoposes.siamese.distance_matrix`): d_q does not change when both images of a pair
 #: turn alike, while the network's errors partly average out.
 TURNS = 8
+
+#: Particles above which a learned distance is never made into an N×N matrix (1.6 GB in float32).
+DENSE_LIMIT = 20000

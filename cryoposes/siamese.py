@@ -46,8 +46,8 @@ from keras import ops
 
 from cryoposes import imaging
 from cryoposes.errors import InputError
-from cryoposes.recovery import PairTargets
-from cryoposes.options import HEADS, NORMALIZATIONS, TURNS
+from cryoposes.recovery import DenseTargets, PairTargets
+from cryoposes.options import DENSE_LIMIT, HEADS, NORMALIZATIONS, TURNS
 
 __all__ = [
     "pairwise_head",
@@ -61,6 +61,7 @@ __all__ = [
     "paired_head",
     "turned_embeddings",
     "EmbeddingTargets",
+    "learned_targets",
 ]
 
 _COSINE_EPSILON = 1e-6
@@ -588,3 +589,41 @@ class EmbeddingTargets(PairTargets):
     def pairs(self, held, i, j):
         embeddings = held["embeddings"]
         return self._mean_over_turns(ops.take(embeddings, i, axis=0), ops.take(embeddings, j, axis=0), ops)
+
+
+def learned_targets(model_or_path, images, turns: int = TURNS, dense_limit: int = DENSE_LIMIT,
+                    progress: bool = False) -> PairTargets:
+    """Recovery targets from a distance network: the N×N matrix up to ``dense_limit`` images,
+    embeddings compared per pair beyond it (memory linear in N).
+
+    Parameters
+    ----------
+    model_or_path : SiameseDistance or str or os.PathLike
+    images : array_like
+        (N, L, L) images of the model's size.
+    turns : int, optional
+        In-plane turns averaged.
+    dense_limit : int, optional
+        Most images for which the matrix is built.
+    progress : bool, optional
+        Show a progress bar while embedding.
+
+    Returns
+    -------
+    cryoposes.recovery.DenseTargets or EmbeddingTargets
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes.siamese import SiameseDistance, learned_targets
+    >>> model, images = SiameseDistance(32, embedding=12), np.zeros((5, 32, 32))
+    >>> type(learned_targets(model, images, turns=2)).__name__, type(learned_targets(model, images, 2, 4)).__name__
+    ('DenseTargets', 'EmbeddingTargets')
+    """
+    model = as_model(model_or_path)
+    embeddings = EmbeddingTargets(turned_embeddings(model, images, turns=turns, progress=progress), model.head)
+    if len(embeddings.embeddings) > dense_limit:
+        return embeddings
+    everyone = np.arange(embeddings.n)
+    matrix = embeddings.block(everyone, everyone)
+    return DenseTargets((matrix + matrix.T) / 2.0)

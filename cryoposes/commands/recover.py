@@ -46,11 +46,9 @@ from pathlib import Path
 
 from cryoposes.errors import InputError
 
-from cryoposes.options import INITS, RECOVERY_SAMPLINGS, TURNS
+from cryoposes.options import DENSE_LIMIT, INITS, RECOVERY_SAMPLINGS, TURNS
 
 DISTANCES = ("true", "euclidean")
-#: Particles above which a learned distance is never made into an N×N matrix (1.6 GB of float32).
-DENSE_LIMIT = 20000
 #: Particles of the spectral start at scale.
 SUBSET = 5000
 
@@ -160,21 +158,18 @@ def main(args) -> int:
         if trained_on_this(model, dataset):
             chosen = siamese.test_indices(model, n)
             about["images"] = "test split of the training dataset"
-        if len(chosen) > args.dense_limit:
-            if args.sampling != "random":
-                raise InputError(f"--sampling {args.sampling} needs the N×N matrix; above --dense-limit "
-                                 f"({args.dense_limit}) only random pairs are drawn")
-            targets = siamese.EmbeddingTargets(siamese.turned_embeddings(model, dataset.images[chosen], turns=args.turns,
-                                                                         progress=not args.quiet), model.head)
-        else:
-            targets = siamese.distance_matrix(model, dataset.images[chosen], turns=args.turns)
+        if len(chosen) > args.dense_limit and args.sampling != "random":
+            raise InputError(f"--sampling {args.sampling} needs the N×N matrix; above --dense-limit "
+                             f"({args.dense_limit}) only random pairs are drawn")
+        targets = siamese.learned_targets(model, dataset.images[chosen], args.turns, args.dense_limit,
+                                          progress=not args.quiet)
 
     recovered = dataset.subset(chosen)
     config = recovery.RecoveryConfig(init=args.init, sampling=args.sampling, steps=args.steps,
                                      batch_size=args.batch, learning_rate=args.learning_rate, seed=args.seed)
     start = time.perf_counter()
     initial = None
-    if isinstance(targets, recovery.PairTargets):
+    if isinstance(targets, recovery.PairTargets) and targets.dense is None:
         # At scale: the start from a fitted subset is close already, and reseating without
         # neighbour lists would cost N × 40 × 256 distances per epoch.
         config = dataclasses.replace(config, reseat=False)
