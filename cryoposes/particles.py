@@ -62,6 +62,7 @@ __all__ = [
     "STAR_NAME",
     "ParticleDataset",
     "write_dataset",
+    "write_relion_project",
     "read_dataset",
 ]
 
@@ -321,6 +322,95 @@ def _star_blocks(dataset: ParticleDataset) -> dict:
     if metadata:
         blocks["cryoposes"] = metadata
     return blocks
+
+
+def write_relion_project(dataset: ParticleDataset, root, stacks: int = 3, optics_groups: int = 2, seed: int = 0,
+                         overwrite: bool = False) -> Path:
+    """Write a dataset as a RELION project holds freshly extracted particles, atomically.
+
+    The images go to ``stacks`` stacks ``Extract/job012/Movies/micrograph001.mrcs`` …, and
+    ``Extract/job012/particles.star`` lists them RELION 3.1+ style: an optics block of
+    ``optics_groups`` groups (same pixel size and optics), and particles in shuffled rows with
+    the columns RELION's extraction writes (coordinates, micrograph names, image names relative
+    to the project folder, origins, defocus, optics group) and no poses and no cryoposes block:
+    what ``cryoposes recover`` meets in practice. For examples, tests and teaching.
+
+    Parameters
+    ----------
+    dataset : ParticleDataset
+        The particles (their poses, if any, are not written).
+    root : str or os.PathLike
+        The project folder, created with its parents.
+    stacks, optics_groups : int, optional
+        How many stacks the images are spread over, and optics groups the particles belong to.
+    seed : int, optional
+        Seed of the row order, coordinates and group membership.
+    overwrite : bool, optional
+        Replace an existing non-empty ``root`` as a whole.
+
+    Returns
+    -------
+    pathlib.Path
+        The particles STAR file.
+
+    Raises
+    ------
+    cryoposes.errors.InputError
+        ``root`` is a file or not empty (without ``overwrite``), or fewer images than stacks.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from cryoposes.particles import ParticleDataset, read_dataset, write_relion_project
+    >>> dataset = ParticleDataset(np.random.default_rng(0).standard_normal((6, 16, 16)), None, pixel_size=2.0)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     star = write_relion_project(dataset, f"{folder}/project")
+    ...     back = read_dataset(star)
+    >>> star.relative_to(star.parents[2]).as_posix(), back.has_poses, back.image_names[0].split("@")[1]
+    ('Extract/job012/particles.star', False, 'Extract/job012/Movies/micrograph002.mrcs')
+    """
+    if stacks < 1 or optics_groups < 1 or len(dataset) < stacks:
+        raise InputError(f"need at least one stack and optics group and an image per stack, got {stacks} "
+                         f"stacks, {optics_groups} groups for {len(dataset)} images")
+    root = Path(root)
+    _prepare_target(root, overwrite)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    count, job = len(dataset), Path("Extract/job012")
+    stack_of = np.repeat(np.arange(stacks), np.diff(np.linspace(0, count, stacks + 1).round().astype(int)))
+    index_in_stack = np.arange(count) - np.searchsorted(stack_of, stack_of)
+    stack_names = [job / "Movies" / f"micrograph{k + 1:03d}.mrcs" for k in range(stacks)]
+    blocks = _star_blocks(dataset)
+    optics = pd.concat([blocks["optics"]] * optics_groups, ignore_index=True)
+    optics["rlnOpticsGroup"] = np.arange(1, optics_groups + 1)
+    optics["rlnOpticsGroupName"] = [f"opticsGroup{g}" for g in range(1, optics_groups + 1)]
+    particles = pd.DataFrame({
+        "rlnCoordinateX": rng.uniform(0, 4096, count).round(1),
+        "rlnCoordinateY": rng.uniform(0, 4096, count).round(1),
+        "rlnMicrographName": [f"MotionCorr/job002/Movies/micrograph{k + 1:03d}.mrc" for k in stack_of],
+        "rlnImageName": [f"{i + 1:06d}@{stack_names[k].as_posix()}" for i, k in zip(index_in_stack, stack_of)],
+    })
+    for column in blocks["particles"].columns:
+        if column not in ("rlnImageName", *ANGLE_COLUMNS):
+            particles[column] = blocks["particles"][column].to_numpy()
+    particles["rlnOpticsGroup"] = rng.integers(1, optics_groups + 1, count)
+    order = rng.permutation(count)
+    temporary = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+    try:
+        for k, name in enumerate(stack_names):
+            (temporary / name).parent.mkdir(parents=True, exist_ok=True)
+            with mrcfile.new(temporary / name) as stack:
+                stack.set_data(dataset.images[stack_of == k])
+                stack.set_image_stack()
+                stack.voxel_size = dataset.pixel_size
+        starfile.write({"optics": optics, "particles": particles.iloc[order].reset_index(drop=True)},
+                       temporary / job / STAR_NAME, float_format=FLOAT_FORMAT)
+        _prepare_target(root, overwrite)
+        _swap_into_place(temporary, root)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return root / job / STAR_NAME
 
 
 def star_path_of(path) -> Path:

@@ -146,33 +146,19 @@ def test_evaluate_bad_input_exits_2(dataset, tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def relion_project(tmp_path_factory, volume_5j0n_32):
-    """120 projections of 5j0n in 3 stacks of a RELION project, 2 optics groups (same pixel size,
-    other voltages), shuffled rows with extra columns; the STAR file in a job folder, names
-    relative to the project. Returns the STAR path, the true poses by name, the map."""
-    import mrcfile
-
+    """120 projections of 5j0n as a RELION project holds them after extraction (3 stacks, 2
+    optics groups, shuffled rows, RELION's columns, no poses). Returns the STAR path, the true
+    poses by image name, the map."""
+    from cryoposes.particles import ParticleDataset, read_dataset, write_relion_project
     from cryoposes.projection import project
 
-    rng = np.random.default_rng(4)
-    truth = rotations.random_quaternions(120, rng)
+    truth = rotations.random_quaternions(120, np.random.default_rng(4))
     images = project(volume_5j0n_32, truth)
-    root = tmp_path_factory.mktemp("project")
-    stacks = [f"Extract/job012/Movies/mic{k}.mrcs" for k in range(3)]
-    for k, stack in enumerate(stacks):
-        (root / stack).parent.mkdir(parents=True, exist_ok=True)
-        with mrcfile.new(root / stack) as mrc:
-            mrc.set_data(images[40 * k:40 * k + 40].astype(np.float32))
-    names = [f"{i % 40 + 1:06d}@{stacks[i // 40]}" for i in range(120)]
-    optics = pd.DataFrame({"rlnOpticsGroup": [1, 2], "rlnOpticsGroupName": ["a", "b"], "rlnImagePixelSize": [4.0, 4.0],
-                           "rlnImageSize": [32, 32], "rlnImageDimensionality": [2, 2], "rlnVoltage": [300.0, 200.0]})
-    order = rng.permutation(120)
-    particles = pd.DataFrame({"rlnCoordinateX": rng.uniform(0, 4096, 120), "rlnImageName": names,
-                              "rlnOpticsGroup": rng.integers(1, 3, 120), "rlnClassNumber": np.ones(120, dtype=int),
-                              "rlnMicrographName": [f"MotionCorr/job002/mic{i // 40}.mrc" for i in range(120)]})
-    star_path = root / "Select/job020/particles.star"
-    star_path.parent.mkdir(parents=True)
-    starfile.write({"optics": optics, "particles": particles.iloc[order].reset_index(drop=True)}, star_path)
-    return star_path, dict(zip(names, truth)), volume_5j0n_32
+    star_path = write_relion_project(ParticleDataset(images, None, pixel_size=4.0),
+                                     tmp_path_factory.mktemp("relion") / "project", stacks=3, optics_groups=2)
+    written = read_dataset(star_path)
+    original = [int(np.argmin(np.abs(images - image).sum(axis=(1, 2)))) for image in written.images]
+    return star_path, dict(zip(written.image_names, truth[original])), volume_5j0n_32
 
 
 def test_a_relion_star_without_poses_round_trips_through_recover(relion_project, tmp_path, capsys):
