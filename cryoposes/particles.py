@@ -325,7 +325,7 @@ def _star_blocks(dataset: ParticleDataset) -> dict:
 
 
 def write_relion_project(dataset: ParticleDataset, root, stacks: int = 3, optics_groups: int = 2, seed: int = 0,
-                         overwrite: bool = False) -> Path:
+                         overwrite: bool = False) -> tuple[Path, list[str]]:
     """Write a dataset as a RELION project holds freshly extracted particles, atomically.
 
     The images go to ``stacks`` stacks ``Extract/job012/Movies/micrograph001.mrcs`` …, and
@@ -350,8 +350,11 @@ def write_relion_project(dataset: ParticleDataset, root, stacks: int = 3, optics
 
     Returns
     -------
-    pathlib.Path
+    star_path : pathlib.Path
         The particles STAR file.
+    names : list of str
+        The ``rlnImageName`` each of the dataset's particles got, in the dataset's order (the
+        file's rows are shuffled).
 
     Raises
     ------
@@ -364,10 +367,12 @@ def write_relion_project(dataset: ParticleDataset, root, stacks: int = 3, optics
     >>> from cryoposes.particles import ParticleDataset, read_dataset, write_relion_project
     >>> dataset = ParticleDataset(np.random.default_rng(0).standard_normal((6, 16, 16)), None, pixel_size=2.0)
     >>> with tempfile.TemporaryDirectory() as folder:
-    ...     star = write_relion_project(dataset, f"{folder}/project")
+    ...     star, names = write_relion_project(dataset, f"{folder}/project")
     ...     back = read_dataset(star)
-    >>> star.relative_to(star.parents[2]).as_posix(), back.has_poses, back.image_names[0].split("@")[1]
-    ('Extract/job012/particles.star', False, 'Extract/job012/Movies/micrograph002.mrcs')
+    >>> star.relative_to(star.parents[2]).as_posix(), back.has_poses, names[0]
+    ('Extract/job012/particles.star', False, '000001@Extract/job012/Movies/micrograph001.mrcs')
+    >>> bool(np.array_equal(back.images[back.image_names.index(names[4])], dataset.images[4]))
+    True
     """
     if stacks < 1 or optics_groups < 1 or len(dataset) < stacks:
         raise InputError(f"need at least one stack and optics group and an image per stack, got {stacks} "
@@ -410,7 +415,7 @@ def write_relion_project(dataset: ParticleDataset, root, stacks: int = 3, optics
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
-    return root / job / STAR_NAME
+    return root / job / STAR_NAME, list(particles["rlnImageName"])
 
 
 def star_path_of(path) -> Path:

@@ -256,12 +256,13 @@ def test_an_old_single_table_star_with_detector_pixel_size(tmp_path):
 
 def test_write_relion_project_round_trips_images_and_ctf_by_name(tmp_path):
     dataset = make_dataset(count=7, with_ctf=True)
-    star_path = particles.write_relion_project(dataset, tmp_path / "project", stacks=3, optics_groups=2, seed=1)
+    star_path, names = particles.write_relion_project(dataset, tmp_path / "project", stacks=3, optics_groups=2, seed=1)
     back = particles.read_dataset(star_path)
     assert not back.has_poses and len(back.optics) == 2 and len({n.split("@")[1] for n in back.image_names}) == 3
-    # Rows are shuffled: find each row's original image, and its CTF and shift came with it.
-    original = [int(np.flatnonzero([np.array_equal(image, mine) for mine in dataset.images])[0]) for image in back.images]
+    # Rows are shuffled; each particle's name brings back its image, CTF and shift.
+    original = [names.index(name) for name in back.image_names]
     assert sorted(original) == list(range(7)) and original != list(range(7))
+    np.testing.assert_array_equal(back.images, dataset.images[original])
     defocus = dataset.ctf.per_particle(7)["defocus_u"]
     np.testing.assert_allclose(back.ctf.per_particle(7)["defocus_u"], defocus[original], rtol=1e-6)
     np.testing.assert_allclose(back.shifts, dataset.shifts[original], atol=1e-6)
