@@ -41,7 +41,7 @@ import warnings as _warnings
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 # tqdm.auto (imported by pooch and used for progress bars) warns in notebooks without ipywidgets;
 # it then falls back to text progress bars, which is what the book wants.
