@@ -9,9 +9,10 @@ degrees, and its shift within a pixel, to where the image best matches the proje
 own half's map (cryoposes.refinement). Frequencies beyond the half maps' FSC 0.143 resolution
 are not used.
 
-The output lists rlnImageName, rlnAngleRot/Tilt/Psi and rlnOriginX/YAngst of the refined
-particles; its data_cryoposes block keeps the input's (e.g. the gauge) and adds the half-map
-resolution before and after. Keep the input file: the distance-only poses are the method's
+The output is the dataset STAR file's rows of the refined particles (every column kept, in
+FILE.star's order) with rlnAngleRot/Tilt/Psi and rlnOriginX/YAngst replaced; its
+data_cryoposes block keeps FILE.star's (e.g. the gauge) and adds the half-map resolution
+before and after. Keep the input file: the distance-only poses are the method's
 own result, the refined ones what a refinement makes of them. Written whole or not at all.
 
 Example:
@@ -79,7 +80,7 @@ def main(args) -> int:
     metadata = {**table.metadata, "refinement": "projection matching", "refinement_iterations": args.iterations,
                 "refinement_half_map_resolution_before": before, "refinement_half_map_resolution_after": after}
     star.write_poses(args.output, result.quaternions, image_names=dataset.names(), metadata=metadata,
-                     shifts=result.shifts * dataset.pixel_size)
+                     shifts=result.shifts * dataset.pixel_size, table=dataset.table, optics=dataset.optics)
     print(f"refined {len(dataset)} poses in {args.iterations} iteration(s): half maps {before:.2f} Å -> "
           f"{after:.2f} Å (FSC 0.143) -> {args.output}")
     return 0
