@@ -7,7 +7,7 @@ the map, and iterate. Distances cannot give this last refinement: they say how f
 are, not how an image looks from one of them.
 
 **The score.** Under white Gaussian noise the likelihood of image ``y`` at pose ``R`` and shift
-``t`` is, up to constants, ``−‖y − C·S_t·P_R·x‖²``; in Fourier space (the Fourier slice theorem)
+``t`` is, up to constants, ``−‖y − C·S_t·P_R·x‖²``; in Fourier space (the Fourier slice theorem)::
 
     score(R, t) = 2·Re Σ_k conj(C·Y)(k) · X̂(R·k) · e^{−2πi k·t}  −  Σ_k C(k)²·|X̂(R·k)|²,
 
