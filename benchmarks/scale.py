@@ -95,7 +95,8 @@ def main() -> None:
         print(f"N = {n:>7}: {run['targets']:<10} embed→poses {run['embed_to_poses_s']:7.0f} s, "
               f"{run['steps_per_s']:6.1f} steps/s, peak {run['peak_memory_gb']:5.2f} GB, "
               f"O(4) {run['o4_median_deg']:6.2f}°, physical {run['physical_median_deg']:6.2f}°", flush=True)
-    records.save(args.output, {**records.header(args.name, args.profile, vars(args)), "runs": runs})
+        # Saved after every size: a long last size that does not finish keeps the others.
+        records.save(args.output, {**records.header(args.name, args.profile, vars(args)), "runs": runs})
 
 
 if __name__ == "__main__":
