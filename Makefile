@@ -11,7 +11,6 @@ ifneq ($(wildcard ../shared/data),)
 export CRYOPOSES_DATA ?= $(abspath ../shared/data)
 endif
 export TF_CPP_MIN_LOG_LEVEL := 3
-export TF_ENABLE_ONEDNN_OPTS := 0
 
 .PHONY: book test venv clean
 

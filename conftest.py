@@ -10,4 +10,3 @@ _SHARED_DATA = Path(__file__).resolve().parent.parent / "shared" / "data"
 if _SHARED_DATA.is_dir():
     os.environ.setdefault("CRYOPOSES_DATA", str(_SHARED_DATA))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")

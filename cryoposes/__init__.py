@@ -21,6 +21,7 @@ Modules, one per domain (each imports only the ones above it in this list):
 - :mod:`cryoposes.fsc` — Fourier shell correlation and resolution;
 - :mod:`cryoposes.gauge` — physical poses from distance-only poses, using the images (common lines);
 - :mod:`cryoposes.refinement` — local refinement of poses and shifts by projection matching;
+- :mod:`cryoposes.backend` — the Keras backend (imported quietly) and the device it runs on;
 - :mod:`cryoposes.callbacks` — Keras callbacks shared by the two fits;
 - :mod:`cryoposes.spectral` — the spectral start: poses from a distance matrix alone;
 - :mod:`cryoposes.recovery` — orientation recovery from pairwise distances;
@@ -36,12 +37,11 @@ Modules, one per domain (each imports only the ones above it in this list):
 import os as _os
 import warnings as _warnings
 
-# TensorFlow prints start-up lines to stderr at import unless these are set first; they would
-# land in every executed notebook.
+# TensorFlow's start-up log lines, silenced before its first import (they would land in every
+# executed notebook); its one line printed regardless is handled in cryoposes.backend.
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-_os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 # tqdm.auto (imported by pooch and used for progress bars) warns in notebooks without ipywidgets;
 # it then falls back to text progress bars, which is what the book wants.

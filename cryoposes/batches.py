@@ -15,8 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-import cryoposes  # noqa: F401  (sets the TensorFlow logging variables before keras is imported)
-import keras
+from cryoposes.backend import keras
 
 from cryoposes import imaging, rotations, simulation
 from cryoposes.ctf import apply_ctf

@@ -9,8 +9,7 @@ fits show one tqdm bar (:class:`ProgressBar`).
 
 from __future__ import annotations
 
-import cryoposes  # noqa: F401  (sets TensorFlow's log level before Keras imports it)
-import keras
+from cryoposes.backend import keras
 
 __all__ = ["EpochSync", "ProgressBar"]
 

@@ -100,13 +100,35 @@ def rotate_images(images, angles) -> np.ndarray:
     size = images.shape[-1]
     centre = np.array([size // 2, size // 2], dtype=float)
     rotated = np.empty_like(images)
-    for index, (image, angle) in enumerate(zip(images, angles)):
+    # Quarter turns move pixels onto pixels: exact index permutations, where the cubic spline
+    # would return the same values ~30× slower.
+    quarters = np.round(angles / (np.pi / 2))
+    exact = np.abs(angles - quarters * (np.pi / 2)) < 1e-9
+    for count in range(4):
+        chosen = exact & (np.mod(quarters, 4) == count)
+        rotated[chosen] = _quarter_turns(images[chosen], count)
+    for index in np.flatnonzero(~exact):
+        image, angle = images[index], angles[index]
         c, s = math.cos(angle), math.sin(angle)
         # Arrays are indexed [y, x]: (x, y) ↦ (c·x − s·y, s·x + c·y) reads as this matrix.
         matrix = np.array([[c, s], [-s, c]])
         rotated[index] = ndimage.affine_transform(image, matrix, offset=centre - matrix @ centre,
                                                   order=3, mode="constant", cval=0.0)
     return rotated
+
+
+def _quarter_turns(images, count: int) -> np.ndarray:
+    """``rotate_images`` by ``count`` × 90° for a stack, exactly: out[y, x] = in[x, 2c − y]
+    per quarter turn about c = L // 2 (zeros where that falls outside the image)."""
+    turned = np.array(images, dtype=np.float32)
+    size = turned.shape[-1]
+    double_centre = 2 * (size // 2)
+    for _ in range(count):
+        transposed = turned.swapaxes(1, 2)
+        turned = np.zeros_like(transposed)
+        first, end = max(0, double_centre - size + 1), min(size, double_centre + 1)
+        turned[:, first:end] = transposed[:, double_centre - end + 1:double_centre - first + 1][:, ::-1]
+    return turned
 
 
 def rotate_in_plane(images, quaternions, angles):

@@ -39,9 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-import cryoposes  # noqa: F401  (sets TensorFlow's log level before Keras imports it)
-import keras
-from keras import ops
+from cryoposes.backend import keras, ops
 
 from cryoposes import rotations
 from cryoposes.callbacks import ProgressBar

@@ -28,9 +28,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-import cryoposes  # noqa: F401  (sets the TensorFlow logging variables before keras is imported)
-import keras
-from keras import ops
+from cryoposes.backend import keras, ops
 
 from cryoposes import rotations
 from cryoposes.batches import Augmentation, PairBatches

@@ -1,5 +1,7 @@
 """The Siamese distance network and its use: heads, the encoder, saving, distance matrices."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -132,3 +134,31 @@ def test_embedding_targets_in_the_graph_match_numpy_and_the_matrix():
     np.testing.assert_allclose(in_graph, targets.lookup(i, j), atol=1e-5)
     np.testing.assert_allclose(targets.lookup(i, j), matrix[i, j], atol=1e-5)
     np.testing.assert_allclose(targets.block([1, 2], [4, 5, 6]), matrix[np.ix_([1, 2], [4, 5, 6])], atol=1e-5)
+
+
+def test_embeddings_resume_from_their_checkpoint(tmp_path, monkeypatch):
+    model = siamese.SiameseDistance(16, filters=(4, 8), embedding=6)
+    images = np.random.default_rng(4).standard_normal((4096 + 300, 16, 16)).astype(np.float32)
+    whole = siamese.turned_embeddings(model, images, turns=4)
+    checkpoint = tmp_path / "work" / "embeddings.npy"
+    real_embed, calls = siamese.embed, []
+
+    def stop_in_the_second_chunk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 4:  # 4 turns of the first chunk of 4,096 images, then a stop
+            raise KeyboardInterrupt
+        return real_embed(*args, **kwargs)
+
+    monkeypatch.setattr(siamese, "embed", stop_in_the_second_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        siamese.turned_embeddings(model, images, turns=4, checkpoint=checkpoint)
+    assert json.loads(checkpoint.with_suffix(".json").read_text())["done"] == 4096
+    monkeypatch.setattr(siamese, "embed", real_embed)
+    calls.clear()
+    resumed = siamese.turned_embeddings(model, images, turns=4, checkpoint=checkpoint)
+    np.testing.assert_array_equal(resumed, whole)
+    # Other images (or another model, other turns) are embedded again, not read back.
+    other = siamese.turned_embeddings(model, images[::-1].copy(), turns=4, checkpoint=checkpoint)
+    np.testing.assert_array_equal(other, whole[::-1])
+    with pytest.raises(ValueError, match=".npy"):
+        siamese.turned_embeddings(model, images, checkpoint=tmp_path / "embeddings.bin")

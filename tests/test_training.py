@@ -232,6 +232,16 @@ def test_train_distance_cli_saves_a_model_with_its_split(tmp_path, capsys, volum
                  "-o", str(star), "--quiet", "--no-gauge", "--dense-limit", "10", "--subset", "12"]) == 0
     blocks = starfile.read(star, always_dict=True)
     assert len(blocks["particles"]) == 30 and "embeddings" in blocks["cryoposes"]["cryoposes_targets"]
+    # With --checkpoints the stages' results are kept, and a second run reads them back: same poses.
+    at_scale = ["recover", str(tmp_path / "other"), "--distance", str(tuned), "--seed", "0", "--steps", "50",
+                "--quiet", "--no-gauge", "--dense-limit", "10", "--subset", "12", "--checkpoints", str(tmp_path / "work")]
+    assert main([*at_scale, "-o", str(tmp_path / "first.star")]) == 0
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["embeddings.json", "embeddings.npy",
+                                                                      "start.json", "start.npy"]
+    assert main([*at_scale, "-o", str(tmp_path / "second.star")]) == 0
+    first, second = (starfile.read(tmp_path / name, always_dict=True)["particles"] for name in ("first.star", "second.star"))
+    assert first.equals(second) and first[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].equals(
+        blocks["particles"][["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]])
     # Images of another size than the model's are refused, naming both sizes.
     write_dataset(ParticleDataset(np.zeros((5, 24, 24)), None, pixel_size=4.0), tmp_path / "small")
     capsys.readouterr()

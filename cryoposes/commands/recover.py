@@ -19,7 +19,8 @@ the N×N target distances and fits one unit quaternion per particle to them
                image is embedded once (N × turns × K numbers), the distances of the pairs
                drawn at each step are computed inside the compiled step, and the spectral
                start is made on --subset particles, the others placed at their nearest.
-               Memory grows linearly with N.
+               Memory grows linearly with N. With --checkpoints DIR the embeddings, the
+               start and the fit's progress are kept in DIR: the same command resumes.
 
 Distances cannot see a right multiplication of every pose nor its transposition (see
 `cryoposes evaluate`); by default these are then found from the images themselves, by
@@ -79,6 +80,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.star", help="STAR file to write")
     parser.add_argument("--gauge", action=argparse.BooleanOptionalAction, default=True,
                         help="find the gauge from the images so that the poses are physical (default on)")
+    parser.add_argument("--checkpoints", type=Path, metavar="DIR",
+                        help="keep the long stages' results in DIR (embeddings, start, the fit's "
+                             "progress): run the same command again after a stop and it resumes")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -162,7 +166,7 @@ def main(args) -> int:
             raise InputError(f"--sampling {args.sampling} needs the N×N matrix; above --dense-limit "
                              f"({args.dense_limit}) only random pairs are drawn")
         targets = siamese.learned_targets(model, dataset.images[chosen], args.turns, args.dense_limit,
-                                          progress=not args.quiet)
+                                          progress=not args.quiet, checkpoint=_checkpoint(args, "embeddings.npy"))
 
     recovered = dataset.subset(chosen)
     config = recovery.RecoveryConfig(init=args.init, sampling=args.sampling, steps=args.steps,
@@ -174,10 +178,10 @@ def main(args) -> int:
         # neighbour lists would cost N × 40 × 256 distances per epoch.
         config = dataclasses.replace(config, reseat=False)
         if args.init == "spectral":
-            initial = recovery.subset_start(targets, args.subset, config, progress=not args.quiet)
+            initial = _subset_start(targets, args, config)
         about["targets"] = f"per-pair from embeddings (N > {args.dense_limit}), start on {args.subset}"
     result = recovery.fit_poses(targets, config, progress=not args.quiet, initial=initial,
-                                true_quaternions=recovered.quaternions)
+                                true_quaternions=recovered.quaternions, backup_dir=_checkpoint(args, "fit"))
     seconds = time.perf_counter() - start
     poses, metadata = result.quaternions, {"gauge": "distances"}
     if args.init == "true":
@@ -197,3 +201,34 @@ def main(args) -> int:
     print(f"recovered {len(chosen)} poses ({about['images']} images) in {seconds:.1f} s (final loss "
           f"{result.history['loss'][-1]:.3g}), gauge: {metadata['gauge']} -> {args.output}")
     return 0
+
+
+def _checkpoint(args, name: str):
+    """``--checkpoints``/name, or None without checkpoints."""
+    return None if args.checkpoints is None else args.checkpoints / name
+
+
+def _subset_start(targets, args, config):
+    """recovery.subset_start, kept in --checkpoints/start.npy with what it was made from."""
+    import hashlib
+    import json
+
+    import numpy as np
+
+    from cryoposes import recovery
+
+    path = _checkpoint(args, "start.npy")
+    if path is None:
+        return recovery.subset_start(targets, args.subset, config, progress=not args.quiet)
+    digest = hashlib.blake2b(digest_size=16)
+    for array in targets.tensors().values():
+        digest.update(np.ascontiguousarray(array).data)
+    about = {"targets_blake2b": digest.hexdigest(), "subset": args.subset, "config": repr(config)}
+    record = path.with_suffix(".json")
+    if path.is_file() and record.is_file() and json.loads(record.read_text()) == about:
+        return np.load(path)
+    start = recovery.subset_start(targets, args.subset, config, progress=not args.quiet)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, start)
+    record.write_text(json.dumps(about))
+    return start
