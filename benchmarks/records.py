@@ -6,19 +6,11 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import platform
 import shlex
 import sys
 from pathlib import Path
 
-from cryoposes import __version__
-
-
-def machine() -> str:
-    """A short description of this computer (what each recorded number was measured on)."""
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{platform.machine()} CPU, {os.cpu_count()} cores, no GPU used, {platform.system()}, "
-            f"load average {load:.1f} at the end")
+from cryoposes import __version__, provenance
 
 
 def portable(argument: str) -> str:
@@ -38,7 +30,7 @@ def header(name: str, profile: str, settings: dict) -> dict:
         "profile": profile,
         "command": shlex.join([Path(sys.executable).name, *map(portable, sys.argv)]),
         "version": __version__,
-        "machine": machine(),
+        "machine": provenance.machine(load=True),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "settings": {key: portable(value) if isinstance(value, str) else value for key, value in settings.items()},
     }

@@ -14,17 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 
 import numpy as np
 
-from cryoposes import __version__, batches, rotations, siamese, training
-
-
-def _machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()} (load avg {os.getloadavg()[0]:.1f})"
+from cryoposes import __version__, batches, provenance, rotations, siamese, training
 
 
 def training_throughput(size: int, batch_size: int, steps: int, normalization: str = "batch",
@@ -77,7 +71,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args()
 
-    results = {"version": __version__, "machine": _machine(), "training": [], "distance_matrix": None}
+    results = {"version": __version__, "machine": provenance.machine(load=True), "training": [], "distance_matrix": None}
     print(f"cryoposes {__version__} on {results['machine']}")
     print(f"{'size':>5} {'norm':>6} {'B':>5} {'s/step':>8} {'images/s':>9} {'pairs/s':>10} {'rotate img/s':>13}")
     for normalization in args.normalizations:

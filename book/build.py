@@ -4,6 +4,13 @@ the executed notebooks with Jupyter Book (which itself executes nothing).
     python book/build.py --profile ci       # small and quick: CI and `make book`
     python book/build.py --profile paper    # full size, the 2021 paper's settings
     python book/build.py --profile ci --chapters forward_model   # re-execute only these
+    python book/build.py --chapters forward_model -p size 96 -p n_projections 500
+    python book/build.py --chapters forward_model -f my_parameters.yml
+
+``-p NAME VALUE`` (the papermill way; VALUE read as YAML: 96 is an int, 0.5 a float, true a
+bool, [1, 2] a list, anything else a string) and ``-f FILE.yml`` (a mapping NAME: VALUE) set
+parameters of the chapters executed, on top of the profile's; each name must be in every one
+of those chapters' parameters cells with a value of the same type, or nothing runs.
 
 Layout: a chapter is the MyST markdown notebook ``book/<stem>.md`` (the only tracked source).
 It is converted with jupytext, executed by papermill (working directory: the repository root)
@@ -35,6 +42,9 @@ ROOT = Path(__file__).resolve().parent.parent
 EXECUTED = Path("book") / "_executed"
 PROFILES = Path("book") / "profiles"
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
+#: Tells the executing kernel its profile: cryoposes.provenance.PROFILE_ENV (not imported here,
+#: so that checking parameters needs no TensorFlow).
+PROFILE_ENV = "CRYOPOSES_BOOK_PROFILE"
 
 
 class BookError(Exception):
@@ -122,6 +132,41 @@ def _same_kind(value, default) -> bool:
     return isinstance(value, type(default))
 
 
+def check_parameters(stem: str, parameters: dict, root: Path = ROOT) -> list[str]:
+    """Problems of ``parameters`` for chapter ``stem``: names its parameters cell lacks, values
+    of another type than the default's."""
+    defaults = parameter_defaults(root / "book" / f"{stem}.md")
+    problems = []
+    for name, value in parameters.items():
+        if name not in defaults:
+            problems.append(
+                f"{stem}: unknown parameter {name!r} (the parameters cell has "
+                f"{', '.join(defaults) or 'none'})"
+            )
+        elif not _same_kind(value, defaults[name]):
+            problems.append(
+                f"{stem}: parameter {name!r} = {value!r} ({type(value).__name__}) does not "
+                f"match its default {defaults[name]!r} ({type(defaults[name]).__name__})"
+            )
+    return problems
+
+
+def command_line_parameters(pairs, files) -> dict:
+    """Parameters from ``-p NAME VALUE`` pairs (values read as YAML) and ``-f`` YAML files."""
+    parameters = {}
+    for file in files or []:
+        path = Path(file)
+        if not path.is_file():
+            raise BookError(f"no parameters file {path}")
+        content = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(content, dict) or not all(isinstance(name, str) for name in content):
+            raise BookError(f"{path}: expected a mapping NAME: VALUE")
+        parameters.update(content)
+    for name, value in pairs or []:
+        parameters[name] = yaml.safe_load(value)
+    return parameters
+
+
 def load_profile(name: str, root: Path = ROOT) -> dict[str, dict]:
     """The profile's parameters per chapter, checked against the chapters' parameters cells."""
     path = root / PROFILES / f"{name}.yml"
@@ -140,18 +185,7 @@ def load_profile(name: str, root: Path = ROOT) -> dict[str, dict]:
         if not isinstance(parameters, dict):
             problems.append(f"{stem}: expected a mapping parameter → value")
             continue
-        defaults = parameter_defaults(root / "book" / f"{stem}.md")
-        for name, value in parameters.items():
-            if name not in defaults:
-                problems.append(
-                    f"{stem}: unknown parameter {name!r} (the parameters cell has "
-                    f"{', '.join(defaults) or 'none'})"
-                )
-            elif not _same_kind(value, defaults[name]):
-                problems.append(
-                    f"{stem}: parameter {name!r} = {value!r} ({type(value).__name__}) does not "
-                    f"match its default {defaults[name]!r} ({type(defaults[name]).__name__})"
-                )
+        problems += check_parameters(stem, parameters, root)
     if problems:
         raise BookError(f"profile {path}:\n  " + "\n  ".join(problems))
     return {stem: profile.get(stem) or {} for stem in chapters}
@@ -176,8 +210,9 @@ def this_interpreter_kernel():
                 os.environ["JUPYTER_PATH"] = previous
 
 
-def execute_chapter(stem: str, parameters: dict, root: Path = ROOT) -> Path:
-    """Convert ``book/<stem>.md`` and execute it with ``parameters``; return the notebook path."""
+def execute_chapter(stem: str, parameters: dict, root: Path = ROOT, profile: str | None = None) -> Path:
+    """Convert ``book/<stem>.md`` and execute it with ``parameters``; return the notebook path.
+    ``profile`` describes the parameters for the page's banner (``cryoposes.provenance``)."""
     import jupytext
     import papermill
 
@@ -188,6 +223,9 @@ def execute_chapter(stem: str, parameters: dict, root: Path = ROOT) -> Path:
     executed = out_dir / f"{stem}.ipynb"
     failed = out_dir / f"{stem}.failed.ipynb"
     executed.unlink(missing_ok=True)
+    previous = os.environ.get(PROFILE_ENV)
+    if profile is not None:
+        os.environ[PROFILE_ENV] = profile  # the kernel inherits it
     try:
         papermill.execute_notebook(
             notebook,
@@ -204,6 +242,11 @@ def execute_chapter(stem: str, parameters: dict, root: Path = ROOT) -> Path:
             f"chapter {stem} failed in cell {error.exec_count}: {error.ename}: {error.evalue}\n"
             f"  executed notebook with the traceback: {failed.relative_to(root)}"
         ) from None
+    finally:
+        if previous is None:
+            os.environ.pop(PROFILE_ENV, None)
+        else:
+            os.environ[PROFILE_ENV] = previous
     check_figures(failed)
     failed.replace(executed)
     return executed
@@ -239,6 +282,10 @@ def main(argv=None) -> int:
         "--chapters", nargs="+", metavar="STEM",
         help="execute only these chapters (the others must have been executed already)",
     )
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                        help="set a parameter of the chapters executed (VALUE read as YAML)")
+    parser.add_argument("-f", "--parameters-file", action="append", metavar="FILE.yml",
+                        help="set parameters of the chapters executed from a YAML mapping NAME: VALUE")
     parser.add_argument("--no-html", action="store_true", help="execute the chapters only")
     args = parser.parse_args(argv)
     try:
@@ -247,13 +294,19 @@ def main(argv=None) -> int:
         unknown = sorted(set(chapters) - set(profile))
         if unknown:
             raise BookError(f"unknown chapters {unknown}; _toc.yml has {', '.join(profile)}")
+        given = command_line_parameters(args.parameter, args.parameters_file)
+        problems = [problem for stem in chapters for problem in check_parameters(stem, given)]
+        if problems:
+            raise BookError("parameters from the command line:\n  " + "\n  ".join(problems))
+        described = f"{args.profile}" + "".join(f", {name} = {value!r}" for name, value in given.items())
         with this_interpreter_kernel():
             failures = []
             for stem in chapters:
                 start = time.perf_counter()
-                print(f"executing {stem} ({args.profile}: {profile[stem] or 'defaults'})", flush=True)
+                parameters = {**profile[stem], **given}
+                print(f"executing {stem} ({described}: {parameters or 'defaults'})", flush=True)
                 try:
-                    execute_chapter(stem, profile[stem])
+                    execute_chapter(stem, parameters, profile=described)
                 except BookError as error:
                     failures.append(str(error))
                     print(f"  FAILED: {error}", flush=True)

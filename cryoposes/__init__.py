@@ -30,6 +30,7 @@ Modules, one per domain (each imports only the ones above it in this list):
 - :mod:`cryoposes.training` — training the distance network;
 - :mod:`cryoposes.studies` — the whole method on simulated data, for the book and benchmarks;
 - :mod:`cryoposes.plotting` — interactive plotly figures for the book;
+- :mod:`cryoposes.provenance` — what made a result: machine, device, version, book profile;
 - :mod:`cryoposes.commands` and :mod:`cryoposes.cli` — the ``cryoposes`` command: one module
   per verb, and the entry point that gathers them.
 """

@@ -624,10 +624,17 @@ class EmbeddingTargets(PairTargets):
             raise ValueError(f"embeddings must be finite and shaped (N, turns, K), got {embeddings.shape}")
         if head not in HEADS:
             raise ValueError(f"unknown head {head!r}; choose one of {HEADS}")
+        if head != "euclidean":
+            # Unit length once here, not per pair in every step: the compiled step then reads
+            # two rows and takes one dot product per turn (64 instead of 224 ms per 65,536
+            # pairs at N = 100,000, T = 8, K = 64 on 2 cores).
+            embeddings = _unit(embeddings, np)
         self.embeddings, self.head, self.n = embeddings, head, len(embeddings)
 
     def _mean_over_turns(self, first, second, xp):
-        return xp.mean(paired_head(first, second, self.head, xp=xp), axis=-1)
+        if self.head == "euclidean":
+            return xp.mean(paired_head(first, second, self.head, xp=xp), axis=-1)
+        return xp.mean(_head_distance(xp.sum(first * second, axis=-1), self.head, xp), axis=-1)
 
     def lookup(self, i, j):
         first, second = self.embeddings[i], self.embeddings[j]  # (B, T, K)
