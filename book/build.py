@@ -45,6 +45,7 @@ PLOTLY_MIME = "application/vnd.plotly.v1+json"
 #: Tells the executing kernel its profile: cryoposes.provenance.PROFILE_ENV (not imported here,
 #: so that checking parameters needs no TensorFlow).
 PROFILE_ENV = "CRYOPOSES_BOOK_PROFILE"
+SOURCE_ENV = "CRYOPOSES_BOOK_SOURCE"
 
 
 class BookError(Exception):
@@ -223,9 +224,10 @@ def execute_chapter(stem: str, parameters: dict, root: Path = ROOT, profile: str
     executed = out_dir / f"{stem}.ipynb"
     failed = out_dir / f"{stem}.failed.ipynb"
     executed.unlink(missing_ok=True)
-    previous = os.environ.get(PROFILE_ENV)
+    previous = {name: os.environ.get(name) for name in (PROFILE_ENV, SOURCE_ENV)}
     if profile is not None:
-        os.environ[PROFILE_ENV] = profile  # the kernel inherits it
+        os.environ[PROFILE_ENV] = profile  # the kernel inherits these
+    os.environ[SOURCE_ENV] = source_url(stem, root)
     try:
         papermill.execute_notebook(
             notebook,
@@ -243,13 +245,23 @@ def execute_chapter(stem: str, parameters: dict, root: Path = ROOT, profile: str
             f"  executed notebook with the traceback: {failed.relative_to(root)}"
         ) from None
     finally:
-        if previous is None:
-            os.environ.pop(PROFILE_ENV, None)
-        else:
-            os.environ[PROFILE_ENV] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     check_figures(failed)
     failed.replace(executed)
     return executed
+
+
+def source_url(stem: str, root: Path = ROOT) -> str:
+    """The chapter's MyST source in the repository named by ``_config.yml`` (or its path)."""
+    config = yaml.safe_load((root / "_config.yml").read_text()) or {}
+    repository = config.get("repository") or {}
+    if not repository.get("url"):
+        return f"book/{stem}.md"
+    return f"{repository['url'].rstrip('/')}/blob/{repository.get('branch', 'main')}/book/{stem}.md"
 
 
 def check_figures(executed: Path) -> None:

@@ -16,10 +16,12 @@ import platform
 
 from cryoposes import __version__
 
-__all__ = ["PROFILE_ENV", "machine", "Banner", "banner"]
+__all__ = ["PROFILE_ENV", "SOURCE_ENV", "machine", "Banner", "banner"]
 
 #: Environment variable through which ``book/build.py`` tells a chapter its parameter profile.
 PROFILE_ENV = "CRYOPOSES_BOOK_PROFILE"
+#: ... and the address of the chapter's MyST source in the repository.
+SOURCE_ENV = "CRYOPOSES_BOOK_SOURCE"
 
 
 def machine(load: bool = False) -> str:
@@ -54,8 +56,8 @@ def machine(load: bool = False) -> str:
 class Banner:
     """The provenance line of an executed page; shows as a note in notebooks and the book."""
 
-    def __init__(self, profile: str, computer: str):
-        self.profile, self.computer = profile, computer
+    def __init__(self, profile: str, computer: str, source: str | None = None):
+        self.profile, self.computer, self.source = profile, computer, source
         self.date = datetime.date.today().isoformat()
 
     def __str__(self) -> str:
@@ -65,8 +67,12 @@ class Banner:
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
+        source = "" if self.source is None else (
+            f' Its source: <a href="{html.escape(self.source)}">{html.escape(self.source.rsplit("/", 1)[-1])}</a>'
+            " (MyST markdown, opens as a notebook with jupytext); its executed notebook: the download"
+            " button at the top of the page.")
         return (f'<div class="admonition note cryoposes-banner"><p class="admonition-title">'
-                f"How this page was made</p><p>{html.escape(str(self))}</p></div>")
+                f"How this page was made</p><p>{html.escape(str(self))}{source}</p></div>")
 
 
 def banner(profile: str | None = None) -> Banner:
@@ -92,4 +98,4 @@ def banner(profile: str | None = None) -> Banner:
     if profile is None:
         name = os.environ.get(PROFILE_ENV)
         profile = f"the profile {name}" if name else "the parameters cell's own values"
-    return Banner(profile, machine())
+    return Banner(profile, machine(), os.environ.get(SOURCE_ENV))

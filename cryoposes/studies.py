@@ -18,7 +18,8 @@ from cryoposes import (alignment, fsc, gauge, reconstruction, refinement, rotati
 from cryoposes.options import TURNS
 from cryoposes.recovery import RecoveryConfig, fit_poses
 
-__all__ = ["distance_errors", "recover_from_distances", "experiment", "map_from_poses", "true_map", "poses_to_maps"]
+__all__ = ["distance_errors", "recover_from_distances", "experiment", "map_from_poses", "true_map", "poses_to_maps",
+           "PAPER_MEDIANS_DEG", "comparison_table"]
 
 
 def distance_errors(distances, quaternions) -> dict:
@@ -362,3 +363,62 @@ def poses_to_maps(result: dict, protein: str, zoom: float = 1.0, recovery: Recov
         maps["learned, refined"] = map_from_poses(moved, refined.quaternions, truth, reference, symmetry=symmetry,
                                                   seed=seed)
     return study
+
+
+#: The 2021 paper's medians after O(4) alignment (its Table; 5,000 images at 116 px, a T4 GPU),
+#: keyed by (protein, coverage, SNR in dB or None for clean).
+PAPER_MEDIANS_DEG = {("5j0n", "full", None): 11.4, ("5j0n", "full", -12.0): 14.6, ("5a1a", "quarter", None): 7.2,
+                     ("5a1a", "quarter", -12.0): 7.7}
+
+
+def _noise(snr_db) -> str:
+    return "clean" if snr_db is None else f"{snr_db:g} dB"
+
+
+def comparison_table(records, page: dict | None = None, profiles=("paper",)):
+    """The learned-distance results side by side with the 2021 paper's, one row per setting.
+
+    Parameters
+    ----------
+    records : list of dict
+        Results records of ``benchmarks/learned_distances.py`` (``results/learned_distances.json``);
+        only those of ``profiles`` are shown (exploratory runs stay in the file, labelled).
+    page : dict, optional
+        A row for the page's own run: ``protein``, ``coverage``, ``snr_db``, ``profile`` and the
+        spectral start's ``o4`` and ``physical`` :class:`~cryoposes.alignment.Alignment`.
+    profiles : sequence of str, optional
+        The record profiles to show.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns: source, protein, coverage, noise, the paper's median, cryoposes' median and mean
+        after O(4) alignment, physical median (degrees), and the record's name.
+
+    Examples
+    --------
+    >>> from cryoposes.studies import comparison_table
+    >>> record = {"name": "r", "profile": "paper", "settings": {"protein": "5j0n", "coverage": "full", "snr_db": None},
+    ...           "recovery": {"spectral": {"o4_median_deg": 4.2, "o4_mean_deg": 5.0, "physical_median_deg": 60.0}}}
+    >>> comparison_table([record]).loc[0, ["paper O(4) median °", "O(4) median °"]].tolist()
+    [11.4, 4.2]
+    """
+    import pandas as pd
+
+    rows = []
+    for run in records:
+        if run["profile"] not in profiles:
+            continue
+        settings, spectral = run["settings"], run["recovery"]["spectral"]
+        key = (settings["protein"], settings["coverage"], settings["snr_db"])
+        rows.append({"source": f"cryoposes, {run['profile']} profile", "protein": key[0], "coverage": key[1],
+                     "noise": _noise(key[2]), "paper O(4) median °": PAPER_MEDIANS_DEG.get(key),
+                     "O(4) median °": spectral["o4_median_deg"], "O(4) mean °": spectral["o4_mean_deg"],
+                     "physical median °": spectral["physical_median_deg"], "record": run["name"]})
+    if page is not None:
+        key = (page["protein"], page["coverage"], page["snr_db"])
+        rows.append({"source": f"cryoposes, {page['profile']} profile (this page)", "protein": key[0],
+                     "coverage": key[1], "noise": _noise(key[2]), "paper O(4) median °": PAPER_MEDIANS_DEG.get(key),
+                     "O(4) median °": page["o4"].median, "O(4) mean °": page["o4"].mean,
+                     "physical median °": page["physical"].median, "record": "—"})
+    return pd.DataFrame(rows).round(2)

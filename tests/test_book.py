@@ -126,10 +126,11 @@ title = "poses"
 
 ```{code-cell} ipython3
 import sys
-from cryoposes import plotting, rotations
+from cryoposes import plotting, provenance, rotations
 
 plotting.setup_notebook()
 print(sys.executable)
+display(provenance.banner())
 plotting.sphere_figure(rotations.random_quaternions(n_poses, rng=0), title=f"{n_poses} {title}")
 ```
 """
@@ -141,6 +142,7 @@ def tiny_book(tmp_path):
     root = tmp_path / "book_root"
     (root / "book" / "profiles").mkdir(parents=True)
     shutil.copy(ROOT / "_config.yml", root / "_config.yml")
+    shutil.copy(ROOT / "references.bib", root / "references.bib")
     shutil.copytree(ROOT / "book" / "_ext", root / "book" / "_ext")
     (root / "_toc.yml").write_text("format: jb-book\nroot: book/_executed/tiny\n")
     (root / "book" / "tiny.md").write_text(CHAPTER)
@@ -183,6 +185,51 @@ def test_parameters_cell_must_hold_literal_assignments(tiny_book):
         build.parameter_defaults(chapter)
 
 
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["-p", "sizee", "96"], "forward_model: unknown parameter 'sizee'"),
+        (["-p", "size", "ninety-six"], "parameter 'size' = 'ninety-six' (str) does not match its default"),
+        (["-p", "snr_db_values", "[1, loud]"], "parameter 'snr_db_values'"),
+    ],
+)
+def test_command_line_parameters_are_checked_before_anything_runs(arguments, message, capsys):
+    executed = ROOT / "book" / "_executed" / "forward_model.ipynb"
+    before = executed.stat().st_mtime_ns if executed.exists() else None
+    assert build.main(["--chapters", "forward_model", *arguments, "--no-html"]) == 1
+    assert message in capsys.readouterr().err
+    assert (executed.stat().st_mtime_ns if executed.exists() else None) == before
+
+
+def test_command_line_parameters_read_values_as_yaml_and_files_first(tmp_path):
+    values = tmp_path / "values.yml"
+    values.write_text("size: 96\nseed: 3\n")
+    parameters = build.command_line_parameters([["seed", "4"], ["snr_db_values", "[0, -12.5]"], ["title", "x y"]], [values])
+    assert parameters == {"size": 96, "seed": 4, "snr_db_values": [0, -12.5], "title": "x y"}
+    assert build.check_parameters("forward_model", {"size": 96, "seed": 4, "snr_db_values": [0, -12.5]}) == []
+    (tmp_path / "list.yml").write_text("- 1\n")
+    with pytest.raises(build.BookError, match="expected a mapping NAME: VALUE"):
+        build.command_line_parameters(None, [tmp_path / "list.yml"])
+    with pytest.raises(build.BookError, match="no parameters file"):
+        build.command_line_parameters(None, [tmp_path / "missing.yml"])
+
+
+def test_every_chapter_has_the_teaching_shape():
+    """Overview, Prerequisites, Time to learn; two or more exercises, each with a solution;
+    Summary, What's next and References (the rendered pages are checked in the browser test)."""
+    for stem in build.toc_chapters():
+        text = (ROOT / "book" / f"{stem}.md").read_text()
+        headings = re.findall(r"^## (.+)$", text, flags=re.MULTILINE)
+        for heading in ("Overview", "Prerequisites", "Exercises", "Summary", "What's next", "References"):
+            assert heading in headings, f"{stem}: no section '{heading}'"
+        assert "**Time to learn**" in text, stem
+        exercises = re.findall(r"^```\{exercise\}\n:label: (\S+)", text, flags=re.MULTILINE)
+        solved = re.findall(r"^```\{solution-start\} (\S+)", text, flags=re.MULTILINE)
+        assert len(exercises) >= 2 and sorted(exercises) == sorted(solved), stem
+        assert text.count("{solution-start}") == text.count("{solution-end}"), stem
+        assert "provenance.banner()" in text, f"{stem}: no banner"
+
+
 def test_figures_the_book_would_drop_are_refused(tmp_path):
     notebook = {
         "cells": [{"cell_type": "code", "outputs": [{"output_type": "display_data", "data": {build.PLOTLY_MIME: {}}}]}]
@@ -208,13 +255,16 @@ def test_tiny_book_executes_with_profile_and_draws_its_figure_offline(tiny_book,
     monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "user-data"))
     monkeypatch.delenv("JUPYTER_PATH", raising=False)
     with build.this_interpreter_kernel():
-        executed = build.execute_chapter("tiny", {"n_poses": 7, "title": "from the profile"}, root=tiny_book)
+        executed = build.execute_chapter("tiny", {"n_poses": 7, "title": "from the profile"}, root=tiny_book,
+                                         profile="tiny-profile")
     notebook = json.loads(executed.read_text())
     outputs = [o for cell in notebook["cells"] for o in cell.get("outputs", [])]
     printed = "".join("".join(o.get("text", "")) for o in outputs if o["output_type"] == "stream")
     assert Path(printed.strip()).parent == Path(os.sys.executable).parent  # the project's venv
-    html_output = [o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {})]
-    assert len(html_output) == 1 and "7 from the profile" in "".join(html_output[0])
+    html_output = ["".join(o["data"]["text/html"]) for o in outputs if "text/html" in o.get("data", {})]
+    assert len(html_output) == 2 and "Executed with the profile tiny-profile on " in html_output[0]
+    assert "/blob/main/book/tiny.md" in html_output[0]
+    assert "7 from the profile" in html_output[1]
 
     site = build.build_html(root=tiny_book)
     page = site / "book" / "_executed" / "tiny.html"
@@ -243,3 +293,58 @@ def test_built_book_draws_every_figure(tmp_path):
     assert {page.stem for page in pages} >= {"intro", "forward_model"}
     for page in pages:
         assert_figures_drawn(page.read_text(), rendered_dom(page, tmp_path), page)
+
+
+#: Pages Sphinx writes besides the book's own.
+GENERATED_PAGES = {"genindex", "search", "py-modindex"}
+
+
+def book_pages(site: Path) -> list[Path]:
+    return [page for page in sorted(site.rglob("*.html"))
+            if page.stem not in GENERATED_PAGES and "_static" not in page.parts and "_sources" not in page.parts]
+
+
+def broken_internal_links(html: str, page: Path, site: Path) -> list[str]:
+    """Links to files of the built book that do not exist (external links are not followed)."""
+    broken = []
+    for target in re.findall(r'href="([^"#]+)(?:#[^"]*)?"', html):
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target) or target.startswith("//"):
+            continue
+        path = (page.parent / target.split("?")[0]).resolve()
+        if not path.exists() or site.resolve() not in path.parents and path != site.resolve():
+            broken.append(target)
+    return broken
+
+
+@pytest.mark.browser
+def test_built_book_reads_offline_with_every_teaching_section(tmp_path):
+    """Every page: equations typeset by the book's own MathJax (no raw TeX), no traceback or
+    progress-bar text, internal links that resolve. Every chapter: its opening and closing
+    sections, two or more exercises with hidden solutions, its references."""
+    site = ROOT / "_build" / "html"
+    if not (site / "index.html").is_file():
+        pytest.skip("book not built: run `python book/build.py` first")
+    pages = book_pages(site)
+    assert {page.stem for page in pages} >= {"intro", "glossary", "notation", "references", "developers"}
+    for page in pages:
+        html = page.read_text()
+        assert not broken_internal_links(html, page, site), f"{page}: {broken_internal_links(html, page, site)}"
+        if "_executed" in page.parts:  # (docstrings in the API reference may show tracebacks)
+            assert "Traceback (most recent call last)" not in html and "output traceback" not in html, page
+        assert not re.search(r"\d+%\|[█▏▎▍▌▋▊▉ ]*\|", html), f"{page}: progress-bar text in an output"
+        if 'class="math' not in html:
+            continue
+        assert re.search(r'<script[^>]+src="[^"]*_static/mathjax/tex-chtml\.js', html), f"{page}: MathJax not local"
+        dom = rendered_dom(page, tmp_path)
+        text = re.sub(r"<script.*?</script>", "", dom, flags=re.DOTALL)
+        assert "<mjx-container" in dom, f"{page}: equations not typeset"
+        assert not re.search(r"\\\(|\\\[|\$\$", re.sub(r"<[^>]+>", "", text)), f"{page}: raw TeX left"
+    chapters = [site / "book" / "_executed" / f"{stem}.html" for stem in build.toc_chapters()]
+    for page in chapters:
+        html = page.read_text()
+        for section in ("overview", "prerequisites", "exercises", "summary", "what-s-next", "references"):
+            assert f'id="{section}"' in html, f"{page}: no section {section}"
+        assert html.count('class="exercise admonition"') >= 2, page
+        assert html.count('class="solution dropdown admonition"') == html.count('class="exercise admonition"'), page
+        references = html[html.index('id="references"'):]
+        assert 'role="doc-footnote"' in references, f"{page}: empty reference list"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import require_protein_file, small_config
-from cryoposes import rotations, simulation, studies
+from cryoposes import alignment, rotations, simulation, studies
 from cryoposes.recovery import RecoveryConfig
 
 
@@ -55,3 +55,18 @@ def test_map_from_poses_scores_a_global_rotation_and_mirror_of_the_truth_like_th
     assert exact["resolution_truth"] < 2.5 * dataset.pixel_size
     assert seen["resolution_truth"] == pytest.approx(exact["resolution_truth"], rel=0.02)
     assert seen["resolution_half"] == pytest.approx(exact["resolution_half"], rel=0.02)
+
+
+def test_comparison_table_shows_the_chosen_profiles_and_the_page_beside_the_paper():
+    def record(name, profile, snr_db, median):
+        return {"name": name, "profile": profile, "settings": {"protein": "5j0n", "coverage": "full", "snr_db": snr_db},
+                "recovery": {"spectral": {"o4_median_deg": median, "o4_mean_deg": median + 1, "physical_median_deg": 50.0}}}
+
+    q = rotations.random_quaternions(50, rng=0)
+    moved = rotations.quaternion_multiply(q, np.repeat(rotations.random_quaternions(1, rng=1), 50, axis=0))
+    page = {"protein": "5a1a", "coverage": "quarter", "snr_db": None, "profile": "ci",
+            "o4": alignment.align_o4(q, moved), "physical": alignment.align_physical(q, moved)}
+    table = studies.comparison_table([record("a", "paper", -12.0, 6.9), record("explore", "measurement", None, 80.0)], page)
+    assert list(table["record"]) == ["a", "—"]  # exploratory runs stay out
+    assert list(table["paper O(4) median °"]) == [14.6, 7.2]
+    assert table.loc[1, "O(4) median °"] < 0.01 and table.loc[1, "physical median °"] > 1.0
