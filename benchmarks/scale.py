@@ -3,9 +3,10 @@
     python benchmarks/scale.py --model results/runs/5j0n-64px.keras --protein 5j0n --size 64 \\
         --zoom 1.6 --sizes 1000 5000 20000 100000 --output results/scale.json
 
-For each N, in a fresh process of its own (so that its peak memory is its own): simulate N new
-images (another seed than the model's training images, so poses it never saw), then time what
-``cryoposes recover --distance MODEL.keras`` does: embed every image (``turns`` in-plane turns),
+For each N: ``cryoposes simulate`` writes N new images (another seed than the model's training
+images, so poses it never saw) to a temporary folder; then a fresh process (so that its peak
+memory is its own and holds no simulation) reads them as ``recover`` does (the stack memory-mapped)
+and times what ``cryoposes recover --distance MODEL.keras`` does: embed every image (``turns`` in-plane turns),
 build the targets (the N×N matrix up to ``--dense-limit``, per-pair distances from the
 embeddings beyond), start (spectral; beyond the limit on ``--subset`` particles, the others
 placed at their nearest), fit, and find the gauge from the images. Recorded per N: seconds of
@@ -21,6 +22,7 @@ import json
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 import records
@@ -29,12 +31,10 @@ from cryoposes.options import DENSE_LIMIT, TURNS
 
 def measure(args) -> dict:
     """One N, in this process: the stages of ``recover`` and their errors."""
-    from cryoposes import alignment, gauge, recovery, siamese, simulation
+    from cryoposes import alignment, gauge, particles, recovery, siamese
 
     timings = {}
-    start = time.perf_counter()
-    dataset = simulation.simulate(args.protein, args.n, args.size, zoom=args.zoom, seed=args.seed, progress=False)
-    timings["simulate"] = time.perf_counter() - start
+    dataset = particles.read_dataset(args.dataset)
     model = siamese.load(args.model)
     start = time.perf_counter()
     targets = siamese.learned_targets(model, dataset.images, args.turns, args.dense_limit, progress=True)
@@ -82,16 +82,24 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1000, help="simulation seed: not the model's training seed")
     parser.add_argument("--output", default="results/scale.json")
     parser.add_argument("--n", type=int, default=None, help=argparse.SUPPRESS)  # one size, in a child process
+    parser.add_argument("--dataset", default=None, help=argparse.SUPPRESS)  # ... of this simulated dataset
     args = parser.parse_args()
     if args.n is not None:
         print("RESULT " + json.dumps(measure(args)), flush=True)
         return
     runs = []
     for n in args.sizes:
-        child = subprocess.run([sys.executable, *sys.argv, "--n", str(n)], stdout=subprocess.PIPE, text=True,
-                               check=True)
+        with tempfile.TemporaryDirectory(prefix="scale-") as folder:
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "cryoposes", "simulate", args.protein, "-n", str(n), "--size",
+                            str(args.size), "--zoom", str(args.zoom), "--seed", str(args.seed), "--quiet",
+                            "-o", f"{folder}/particles"], check=True, stdout=subprocess.DEVNULL)
+            simulated = time.perf_counter() - start
+            child = subprocess.run([sys.executable, *sys.argv, "--n", str(n), "--dataset", f"{folder}/particles"],
+                                   stdout=subprocess.PIPE, text=True, check=True)
         runs.append(json.loads(child.stdout.rsplit("RESULT ", 1)[1]))
         run = runs[-1]
+        run["timings_s"] = {"simulate_and_write": simulated, **run["timings_s"]}
         print(f"N = {n:>7}: {run['targets']:<10} embed→poses {run['embed_to_poses_s']:7.0f} s, "
               f"{run['steps_per_s']:6.1f} steps/s, peak {run['peak_memory_gb']:5.2f} GB, "
               f"O(4) {run['o4_median_deg']:6.2f}°, physical {run['physical_median_deg']:6.2f}°", flush=True)
