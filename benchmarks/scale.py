@@ -33,12 +33,17 @@ def measure(args) -> dict:
     """One N, in this process: the stages of ``recover`` and their errors."""
     from cryoposes import alignment, gauge, particles, recovery, siamese
 
-    timings = {}
+    timings, peaks = {}, {}
+
+    def peak() -> float:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
     dataset = particles.read_dataset(args.dataset)
     model = siamese.load(args.model)
     start = time.perf_counter()
     targets = siamese.learned_targets(model, dataset.images, args.turns, args.dense_limit, progress=True)
     timings["embed_and_targets"] = time.perf_counter() - start
+    peaks["embed_and_targets"] = peak()
     config = recovery.RecoveryConfig(steps=args.steps, seed=args.seed)
     start = time.perf_counter()
     initial = None
@@ -46,9 +51,11 @@ def measure(args) -> dict:
         config = dataclasses.replace(config, reseat=False)
         initial = recovery.subset_start(targets, args.subset, config, progress=True)
     timings["start"] = time.perf_counter() - start
+    peaks["start"] = peak()
     start = time.perf_counter()
     result = recovery.fit_poses(targets, config, initial=initial, progress=True)
     timings["fit"] = time.perf_counter() - start
+    peaks["fit"] = peak()
     start = time.perf_counter()
     found = gauge.resolve_gauge(dataset.images, result.quaternions, dataset.shifts, dataset.ctf,
                                 dataset.pixel_size, seed=args.seed, progress=True)
@@ -60,7 +67,8 @@ def measure(args) -> dict:
         "timings_s": timings,
         "embed_to_poses_s": timings["embed_and_targets"] + timings["start"] + timings["fit"] + timings["gauge"],
         "steps_per_s": result.history["step"][-1] / result.history["time"][-1],
-        "peak_memory_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "peak_memory_gb": peak(),
+        "peak_memory_gb_after": peaks,
         "o4_median_deg": alignment.align_o4(truth, result.quaternions).median,
         "physical_median_deg": alignment.align_physical(truth, found.quaternions).median,
     }
