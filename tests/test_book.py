@@ -144,6 +144,7 @@ def tiny_book(tmp_path):
     shutil.copy(ROOT / "_config.yml", root / "_config.yml")
     shutil.copy(ROOT / "references.bib", root / "references.bib")
     shutil.copytree(ROOT / "book" / "_ext", root / "book" / "_ext")
+    shutil.copytree(ROOT / "book" / "_static", root / "book" / "_static")
     (root / "_toc.yml").write_text("format: jb-book\nroot: book/_executed/tiny\n")
     (root / "book" / "tiny.md").write_text(CHAPTER)
     return root
