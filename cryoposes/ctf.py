@@ -25,7 +25,7 @@ import scipy.fft
 
 from cryoposes.imaging import _check_images, _frequency_grid, _positive
 
-__all__ = ["electron_wavelength", "CTFParameters", "ctf", "ctf_images", "apply_ctf"]
+__all__ = ["electron_wavelength", "CTFParameters", "ctf", "ctf_images", "apply_ctf", "phase_flip"]
 
 
 def _wavelength(voltage_kv):
@@ -262,3 +262,41 @@ def apply_ctf(images, parameters: CTFParameters, pixel_size: float) -> np.ndarra
     transfer = ctf_images(size, pixel_size, parameters, count=len(images), half=True)
     spectrum = scipy.fft.rfft2(images.astype(np.float32))
     return scipy.fft.irfft2(spectrum * transfer, s=(size, size)).astype(np.float32)
+
+
+def phase_flip(images, parameters: CTFParameters, pixel_size: float) -> np.ndarray:
+    """Images with the sign of their CTF undone: each spectrum multiplied by sign(CTF).
+
+    The usual correction before methods that compare images directly (common lines, class
+    averages): the contrast inversions between the CTF's zeros are removed, the amplitude
+    envelope is left as it is, and no noise is amplified.
+
+    Parameters
+    ----------
+    images : array_like
+        (N, L, L), indexed ``[y, x]``.
+    parameters : CTFParameters
+        One value per image, or scalars shared by all.
+    pixel_size : float
+        Pixel size in Å.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, L, L) float32.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes.ctf import CTFParameters, apply_ctf, phase_flip
+    >>> parameters = CTFParameters(15000.0, 14000.0)
+    >>> image = np.random.default_rng(0).normal(size=(1, 16, 16))
+    >>> flipped = phase_flip(apply_ctf(image, parameters, 2.0), parameters, 2.0)
+    >>> flipped.shape, bool(np.sum(flipped * image) > 0)  # positively correlated again
+    ((1, 16, 16), True)
+    """
+    images = _check_images(images)
+    size = images.shape[-1]
+    sign = np.sign(ctf_images(size, pixel_size, parameters, count=len(images), half=True))
+    spectrum = scipy.fft.rfft2(images.astype(np.float32))
+    return scipy.fft.irfft2(spectrum * sign, s=(size, size)).astype(np.float32)

@@ -105,16 +105,18 @@ def experiment(protein: str = "5j0n", n: int = 5000, size: int = 64, coverage: s
                snr_db: float | None = None, config: training.TrainingConfig | None = None,
                inits=("spectral",), recovery: RecoveryConfig | None = None, symmetry: str = "C1",
                seed: int = 0, zoom: float = 1.0, progress: bool = False, initial=None,
-               turns: int = TURNS, trained=None) -> dict:
+               turns: int = TURNS, trained=None, shift: float = 0.0, ctf: bool = False) -> dict:
     """The whole Phase 2.2 pipeline on simulated data, from a density map to scored poses.
 
-    1. Simulate ``n`` clean images of ``protein`` (:func:`cryoposes.simulation.simulate`, with
-       ``seed`` and ``zoom``) and, if ``snr_db`` is given, their noisy copies
-       (:func:`~cryoposes.simulation.with_noise`): the data of ``cryoposes simulate`` with the
-       same arguments.
+    1. Simulate ``n`` clean projections of ``protein`` (:func:`cryoposes.simulation.simulate`,
+       with ``seed`` and ``zoom``) and the particles as observed: shifted and with a CTF if asked,
+       with noise if ``snr_db`` is given (:func:`~cryoposes.simulation.with_noise`): the data of
+       ``cryoposes simulate`` with the same arguments (same seed, so the same poses).
     2. Split them (the paper's proportions, :func:`cryoposes.training.split_indices`) and train
-       the distance network on the clean training images, with noise at ``snr_db`` drawn on the
-       fly (``config.augmentation.snr_db`` is set from it).
+       the distance network on the clean training projections, corrupted on the fly by the
+       simulator's own operators: shifts, CTF and noise as the observed particles have them
+       (``config.augmentation``'s ``shift``, ``ctf``, ``pixel_size`` and ``snr_db`` are set
+       from the arguments), fresh draws every epoch.
     3. Learned distance matrices of the (noisy) test images, and of as many training and
        validation images for comparison, averaged over ``turns`` in-plane turns.
     4. Recover the test poses from each start in ``inits`` and score them
@@ -152,6 +154,10 @@ def experiment(protein: str = "5j0n", n: int = 5000, size: int = 64, coverage: s
     trained : SiameseDistance or path, optional
         A model trained by an earlier run with the same simulation arguments and seed (so the
         same split): step 2 is skipped and this model used (``timings["train"]`` is 0).
+    shift : float, optional
+        Largest particle shift in pixels (:func:`cryoposes.simulation.simulate`).
+    ctf : bool, optional
+        Give every particle a random CTF.
 
     Returns
     -------
@@ -164,19 +170,25 @@ def experiment(protein: str = "5j0n", n: int = 5000, size: int = 64, coverage: s
         init → :func:`recover_from_distances`; ``timings`` in seconds.
     """
     config = config or training.TrainingConfig()
-    config = dataclasses.replace(config, augmentation=dataclasses.replace(config.augmentation, snr_db=snr_db))
     recovery = recovery or RecoveryConfig()
     timings = {}
     start = time.perf_counter()
     clean = simulation.simulate(protein, n, size, coverage, seed=seed, zoom=zoom, progress=progress)
-    recovered = clean if snr_db is None else simulation.with_noise(clean, snr_db)
+    observed = clean
+    if shift > 0 or ctf:
+        observed = simulation.simulate(protein, n, size, coverage, shift=shift, ctf=ctf, seed=seed, zoom=zoom,
+                                       progress=progress)
+    recovered = observed if snr_db is None else simulation.with_noise(observed, snr_db)
     timings["simulate"] = time.perf_counter() - start
+    config = dataclasses.replace(config, augmentation=dataclasses.replace(
+        config.augmentation, snr_db=snr_db, shift=float(shift), ctf=bool(ctf),
+        pixel_size=float(clean.pixel_size) if ctf else config.augmentation.pixel_size))
     split = training.split_indices(n, seed=seed)
     start = time.perf_counter()
     if trained is None:
         model = training.train(clean.images, clean.quaternions, split, config, progress=progress, initial=initial,
                                metadata={"protein": protein, "size": size, "zoom": zoom, "coverage": coverage,
-                                         "snr_db": snr_db})
+                                         "snr_db": snr_db, "shift": float(shift), "ctf": bool(ctf)})
     else:
         model = siamese.as_model(trained)
     timings["train"] = time.perf_counter() - start

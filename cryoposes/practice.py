@@ -1,0 +1,284 @@
+"""How good is it in practice: the same particles through every pose estimator, noise level by level.
+
+:func:`compare_methods` gives the same particles to learned distances, Euclidean distances and
+common lines (:mod:`cryoposes.baselines`), makes every result physical without ground truth and
+scores them the same way. :func:`noise_level` is one point of a noise sweep: the distance network
+for that noise (trained, or fine-tuned from the clean one), then :func:`compare_methods` on all
+test particles and, beside common lines, on a subset small enough for them.
+:func:`sweep_table` and :data:`PAPER_NOISE_SWEEP` put recorded levels next to the 2021 paper's.
+``benchmarks/practice.py`` records the levels; the book's chapter "In practice" shows them.
+
+One caveat goes with every comparison: the learned distance has seen ground-truth poses of the
+same protein in training (:data:`METHODS` says which method did); common lines and Euclidean
+distances have seen nothing but the particles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import numpy as np
+
+from cryoposes import alignment, baselines, distances, gauge, rotations, siamese, studies, training
+from cryoposes.options import TURNS
+from cryoposes.recovery import RecoveryConfig, fit_poses
+
+__all__ = ["METHODS", "compare_methods", "noise_level", "method_numbers", "PAPER_NOISE_SWEEP", "sigma2_to_db",
+           "sweep_table"]
+
+
+#: Pose estimators compared on the same particles by :func:`compare_methods`, and whether each
+#: saw ground-truth poses of the protein before (the learned distance network is trained on them).
+METHODS = {"learned": True, "euclidean": False, "common lines": False}
+
+
+def compare_methods(dataset, true_quaternions, model=None, methods=tuple(METHODS), recovery: RecoveryConfig | None = None,
+                    turns: int = TURNS, symmetry: str = "C1", seed: int = 0, max_shift: float = 0.0,
+                    progress: bool = False) -> dict:
+    """Poses of the same particles by several methods, each made physical without ground truth.
+
+    ``learned`` and ``euclidean`` recover poses from distances (the learned network's, averaged
+    over ``turns`` in-plane turns; the images' Euclidean distances scaled to rotations, as
+    ``cryoposes recover --distance euclidean``) from the spectral start, then resolve the gauge
+    from the images (:func:`cryoposes.gauge.resolve_gauge`). ``common lines`` is ASPIRE's
+    synchronisation with voting (:func:`cryoposes.baselines.common_lines`), physical by
+    construction. Particle shifts are treated as unknown by every method (as for particles
+    fresh from picking); CTFs as known (as after CTF estimation). The truth is used only to
+    score: O(4) and physical alignment (:mod:`cryoposes.alignment`).
+
+    Parameters
+    ----------
+    dataset : cryoposes.particles.ParticleDataset
+        The particles (images, CTFs, pixel size).
+    true_quaternions : array_like
+        (N, 4) their true poses, for scoring.
+    model : SiameseDistance or path, optional
+        The distance network (needed for ``learned``).
+    methods : sequence of str
+        Keys of :data:`METHODS`.
+    recovery : RecoveryConfig, optional
+        Recovery settings (``init`` is set to ``"spectral"`` and ``seed`` to ``seed``).
+    turns : int, optional
+        In-plane turns averaged in the learned distances.
+    symmetry : str, optional
+        Point group used in scoring.
+    seed : int, optional
+        Seed of the recovery, the gauge search and common lines.
+    max_shift : float, optional
+        Shift range searched by common lines, as a fraction of the image size.
+    progress : bool, optional
+        Show progress bars.
+
+    Returns
+    -------
+    dict
+        method → ``quaternions`` (N, 4) physical poses, ``o4`` and ``physical``
+        (:class:`cryoposes.alignment.Alignment`), ``seconds`` (total) and ``stages`` (seconds
+        per stage), ``saw_true_poses`` (from :data:`METHODS`).
+
+    Raises
+    ------
+    ValueError
+        An unknown method, ``learned`` without a model, or poses that do not match the particles.
+
+    Examples
+    --------
+    >>> from cryoposes import simulation, volumes
+    >>> from cryoposes.recovery import RecoveryConfig
+    >>> from cryoposes.practice import compare_methods
+    >>> x, y, z = np.meshgrid(*[np.arange(32) - 16] * 3, indexing="ij")
+    >>> blob = np.exp(-((x - 4) ** 2 + y ** 2 + 3 * (z + 3) ** 2) / 10.0) + np.exp(-(x ** 2 + (y - 5) ** 2 + z ** 2) / 6.0)
+    >>> data = simulation.simulate(volumes.Volume(blob, 4.0), 40, 32, progress=False)
+    >>> result = compare_methods(data, data.quaternions, methods=("euclidean",), recovery=RecoveryConfig(steps=200))
+    >>> sorted(result["euclidean"]), result["euclidean"]["quaternions"].shape
+    (['o4', 'physical', 'quaternions', 'saw_true_poses', 'seconds', 'stages'], (40, 4))
+    """
+    unknown = [name for name in methods if name not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
+    if "learned" in methods and model is None:
+        raise ValueError("the learned method needs a distance model")
+    true_quaternions = rotations._check_quaternions(true_quaternions)
+    if len(true_quaternions) != len(dataset):
+        raise ValueError(f"{len(true_quaternions)} true poses for {len(dataset)} particles")
+    recovery = dataclasses.replace(recovery or RecoveryConfig(), init="spectral", seed=seed)
+    images = dataset.images
+    results = {}
+    for name in methods:
+        stages = {}
+        start = time.perf_counter()
+        if name == "common lines":
+            poses = baselines.common_lines(images, dataset.pixel_size, dataset.ctf, max_shift=max_shift, seed=seed)
+            stages["common lines"] = time.perf_counter() - start
+        else:
+            if name == "learned":
+                targets = siamese.distance_matrix(siamese.as_model(model), images, turns=turns)
+            else:
+                targets = distances.scale_to_rotations(distances.euclidean_distances(images))
+            stages["distances"] = time.perf_counter() - start
+            fitted = fit_poses(targets, recovery, progress=progress)
+            stages["recovery"] = time.perf_counter() - start - stages["distances"]
+            poses = gauge.resolve_gauge(images, fitted.quaternions, None, dataset.ctf, dataset.pixel_size,
+                                        seed=seed, progress=progress).quaternions
+            stages["gauge"] = time.perf_counter() - start - stages["distances"] - stages["recovery"]
+        seconds = time.perf_counter() - start
+        results[name] = {
+            "quaternions": poses,
+            "o4": alignment.align_o4(true_quaternions, poses, symmetry=symmetry),
+            "physical": alignment.align_physical(true_quaternions, poses, symmetry=symmetry),
+            "seconds": seconds,
+            "stages": stages,
+            "saw_true_poses": METHODS[name],
+        }
+    return results
+
+
+def method_numbers(results: dict) -> dict:
+    """Plain numbers of a :func:`compare_methods` result, for printing or JSON.
+
+    Parameters
+    ----------
+    results : dict
+        method → result, as :func:`compare_methods` returns.
+
+    Returns
+    -------
+    dict
+        method → ``o4_median_deg``, ``o4_mean_deg``, ``physical_median_deg``,
+        ``physical_mean_deg``, ``physical_flipped``, ``seconds``, ``stages_s``, ``saw_true_poses``.
+
+    Examples
+    --------
+    >>> from cryoposes.alignment import align_o4, align_physical
+    >>> from cryoposes.practice import method_numbers
+    >>> from cryoposes.rotations import random_quaternions
+    >>> truth = random_quaternions(10, 0)
+    >>> result = {"o4": align_o4(truth, truth), "physical": align_physical(truth, truth), "seconds": 1.0,
+    ...           "stages": {}, "saw_true_poses": False}
+    >>> numbers = method_numbers({"euclidean": result})["euclidean"]
+    >>> bool(numbers["physical_median_deg"] < 0.01), numbers["saw_true_poses"]
+    (True, False)
+    """
+    return {name: {"o4_median_deg": result["o4"].median, "o4_mean_deg": result["o4"].mean,
+                   "physical_median_deg": result["physical"].median, "physical_mean_deg": result["physical"].mean,
+                   "physical_flipped": bool(result["physical"].flipped), "seconds": float(result["seconds"]),
+                   "stages_s": {key: float(value) for key, value in result["stages"].items()},
+                   "saw_true_poses": bool(result["saw_true_poses"])}
+            for name, result in results.items()}
+
+
+def noise_level(protein: str, n: int, size: int, coverage: str, snr_db: float | None,
+                config: training.TrainingConfig | None = None, initial=None, trained=None, shift: float = 0.0,
+                ctf: bool = False, common_lines_images: int = 500, recovery: RecoveryConfig | None = None,
+                turns: int = TURNS, seed: int = 0, zoom: float = 1.0, progress: bool = False) -> dict:
+    """One point of a noise sweep: the distance network for it, and every method on its test particles.
+
+    1. :func:`cryoposes.studies.experiment` simulates the particles (noise ``snr_db``, shifts and
+       CTF if asked) and trains the distance network on the training particles, from scratch or
+       fine-tuned from ``initial`` (e.g. the clean network), or takes ``trained``.
+    2. :func:`compare_methods` on all test particles for learned and Euclidean distances, and on
+       the first ``common_lines_images`` test particles alone for learned distances and common
+       lines side by side (common lines' voting grows as N³).
+
+    Parameters
+    ----------
+    protein, n, size, coverage, snr_db, zoom, seed, shift, ctf
+        As :func:`cryoposes.studies.experiment` (``shift`` in pixels).
+    config : cryoposes.training.TrainingConfig, optional
+        Training settings.
+    initial, trained : SiameseDistance or path, optional
+        A model to fine-tune, or a model already trained for this level.
+    common_lines_images : int, optional
+        Test particles given to common lines (0: no common lines).
+    recovery : RecoveryConfig, optional
+        Recovery settings.
+    turns : int, optional
+        In-plane turns averaged in the learned distances.
+    progress : bool, optional
+        Show progress bars.
+
+    Returns
+    -------
+    dict
+        ``model``; ``experiment`` (the :func:`~cryoposes.studies.experiment` result);
+        ``all_test_images`` and ``side_by_side``: :func:`compare_methods` results.
+    """
+    result = studies.experiment(protein, n, size, coverage, snr_db, config, inits=(), seed=seed, zoom=zoom,
+                                progress=progress, initial=initial, turns=turns, trained=trained, shift=shift,
+                                ctf=ctf)
+    test, truth = result["test_dataset"], result["quaternions"][result["split"]["test"]]
+    every = compare_methods(test, truth, result["model"], ("learned", "euclidean"), recovery, turns, seed=seed,
+                            progress=progress)
+    side_by_side = {}
+    if common_lines_images > 0:
+        subset = np.arange(min(common_lines_images, len(test)))
+        side_by_side = compare_methods(test.subset(subset), truth[subset], result["model"],
+                                       ("learned", "common lines"), recovery, turns, seed=seed,
+                                       max_shift=shift / size, progress=progress)
+    return {"model": result["model"], "experiment": result, "all_test_images": every, "side_by_side": side_by_side}
+
+
+def sigma2_to_db(sigma2: float) -> float:
+    """The SNR in dB of unit-variance images with white noise of variance ``sigma2`` (the 2021 paper's σ²).
+
+    Examples
+    --------
+    >>> from cryoposes.practice import sigma2_to_db
+    >>> round(sigma2_to_db(16), 2)
+    -12.04
+    """
+    return -10.0 * math.log10(sigma2)
+
+
+#: The 2021 paper's noise sweep (5j0n, half coverage): σ² on unit-variance images → median
+#: error after O(4) alignment, degrees (0.159, 0.189, 0.232, 0.418, 0.801, 0.725 rad).
+PAPER_NOISE_SWEEP = {0: 9.11, 5: 10.83, 10: 13.29, 16: 23.95, 20: 45.89, 25: 41.54}
+
+
+def sweep_table(records):
+    """Recorded noise levels side by side: one row per level and method, and the paper's sweep.
+
+    Parameters
+    ----------
+    records : list of dict
+        Records of ``benchmarks/practice.py`` (``results/practice.json``), all of one sweep.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns: ``snr_db`` (``inf`` when clean), ``method`` (``"… (all N)"`` or ``"… (first N)"``
+        for the particles it saw), ``O(4) median °``, ``physical median °``, ``seconds``,
+        ``saw true poses``, ``record``; rows of the paper's sweep have only the O(4) median.
+        Sorted from clean to noisiest.
+
+    Examples
+    --------
+    >>> from cryoposes.practice import sweep_table
+    >>> numbers = {"o4_median_deg": 3.0, "physical_median_deg": 3.1, "seconds": 9.0, "saw_true_poses": True}
+    >>> record = {"name": "r clean", "snr_db": None, "test_images": 1650, "common_lines_images": 500,
+    ...           "all_test_images": {"learned": numbers}, "side_by_side": {}}
+    >>> table = sweep_table([record])
+    >>> table["method"].tolist()[:2], float(table["snr_db"].iloc[0])
+    (['2021 paper, learned', 'learned (all 1650)'], inf)
+    """
+    import pandas as pd
+
+    rows = []
+    for record in records:
+        snr = math.inf if record["snr_db"] is None else record["snr_db"]
+        for part, count in (("all_test_images", f"all {record['test_images']}"),
+                            ("side_by_side", f"first {record['common_lines_images']}")):
+            for method, numbers in record[part].items():
+                rows.append({"snr_db": snr, "method": f"{method} ({count})",
+                             "O(4) median °": numbers["o4_median_deg"],
+                             "physical median °": numbers["physical_median_deg"],
+                             "seconds": numbers["seconds"], "saw true poses": numbers["saw_true_poses"],
+                             "record": record["name"]})
+    for sigma2, median in PAPER_NOISE_SWEEP.items():
+        rows.append({"snr_db": math.inf if sigma2 == 0 else round(sigma2_to_db(sigma2), 2),
+                     "method": "2021 paper, learned", "O(4) median °": median, "physical median °": None,
+                     "seconds": None, "saw true poses": True, "record": "the paper"})
+    table = pd.DataFrame(rows)
+    return table.sort_values(["snr_db", "method"], ascending=[False, True], kind="stable").reset_index(drop=True)

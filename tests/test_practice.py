@@ -1,0 +1,60 @@
+"""Every method on the same particles (cryoposes.practice) and the sweep table."""
+
+import importlib.util
+import math
+
+import numpy as np
+import pytest
+
+from cryoposes import practice, simulation, volumes
+from cryoposes.recovery import RecoveryConfig
+
+
+@pytest.fixture(scope="module")
+def particles():
+    x, y, z = np.meshgrid(*[np.arange(32) - 16] * 3, indexing="ij")
+    blob = (np.exp(-((x - 4) ** 2 + y ** 2 + 3 * (z + 3) ** 2) / 10.0)
+            + np.exp(-(x ** 2 + (y - 5) ** 2 + z ** 2) / 6.0)
+            + 0.5 * np.exp(-((x + 5) ** 2 + (y + 2) ** 2 + (z - 4) ** 2) / 4.0))
+    return simulation.simulate(volumes.Volume(blob, 4.0), 60, 32, seed=1, progress=False)
+
+
+def test_euclidean_poses_are_scored_both_ways_without_truth_before_scoring(particles):
+    result = practice.compare_methods(particles, particles.quaternions, methods=("euclidean",),
+                                      recovery=RecoveryConfig(steps=300))["euclidean"]
+    assert set(result["stages"]) == {"distances", "recovery", "gauge"}
+    assert result["saw_true_poses"] is False
+    # Physical alignment allows less than O(4): its error can only be larger or equal.
+    assert result["physical"].median >= result["o4"].median - 1e-6
+    assert result["quaternions"].shape == (60, 4) and result["seconds"] >= sum(result["stages"].values()) - 1e-9
+
+
+@pytest.mark.skipif(importlib.util.find_spec("aspire") is None, reason="needs the bench extra (ASPIRE)")
+def test_common_lines_on_clean_particles_are_near_exact(particles):
+    result = practice.compare_methods(particles, particles.quaternions, methods=("common lines",))["common lines"]
+    # Chance is ~128°; a few degrees at 32 px on a three-blob molecule.
+    assert result["physical"].median < 6.0 and set(result["stages"]) == {"common lines"}
+
+
+def test_compare_methods_refuses_bad_requests(particles):
+    with pytest.raises(ValueError, match="unknown method"):
+        practice.compare_methods(particles, particles.quaternions, methods=("relion",))
+    with pytest.raises(ValueError, match="needs a distance model"):
+        practice.compare_methods(particles, particles.quaternions, methods=("learned",))
+    with pytest.raises(ValueError, match="59 true poses for 60 particles"):
+        practice.compare_methods(particles, particles.quaternions[:59], methods=("euclidean",))
+
+
+def test_sweep_table_orders_levels_and_keeps_the_paper_apart():
+    numbers = {"o4_median_deg": 3.0, "physical_median_deg": 3.5, "seconds": 1.0, "saw_true_poses": True}
+    records = [{"name": f"s {label}", "snr_db": snr, "test_images": 100, "common_lines_images": 50,
+                "all_test_images": {"learned": numbers}, "side_by_side": {"common lines": {**numbers,
+                                                                                          "saw_true_poses": False}}}
+               for label, snr in (("-12dB", -12.0), ("clean", None))]
+    table = practice.sweep_table(records)
+    ours = table[table["record"] != "the paper"]
+    assert ours["snr_db"].tolist() == [math.inf, math.inf, -12.0, -12.0]
+    assert set(ours["method"]) == {"learned (all 100)", "common lines (first 50)"}
+    paper = table[table["record"] == "the paper"]
+    assert len(paper) == len(practice.PAPER_NOISE_SWEEP) and paper["physical median °"].isna().all()
+    assert math.isclose(practice.sigma2_to_db(16), -12.04, abs_tol=0.01)
