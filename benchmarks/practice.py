@@ -76,19 +76,9 @@ def run_level(args, snr_db, clean_model: Path | None) -> dict:
     if cached is None:
         model_path.parent.mkdir(parents=True, exist_ok=True)
         result["model"].save(model_path)
-    history = result["model"].metadata["history"]
-    return {
-        "snr_db": snr_db,
-        "sigma2": None if snr_db is None else 10 ** (-snr_db / 10),
-        "model": {"file": model_path.name, "reused": cached is not None, "fine_tuned_from_clean": initial is not None,
-                  "epochs_run": len(history["loss"])},
-        "test_images": len(result["test_dataset"]),
-        "distance_errors": result["distance_errors"],
-        "all_test_images": practice.method_numbers(level["all_test_images"]),
-        "common_lines_images": min(args.common_lines_images, len(result["test_dataset"])),
-        "side_by_side": practice.method_numbers(level["side_by_side"]),
-        "timings_s": result["timings"],
-    }
+    return {**practice.level_record(level, snr_db, ""),
+            "model": {"file": model_path.name, "reused": cached is not None,
+                      "fine_tuned_from": None if initial is None else Path(initial).name}}
 
 
 def main() -> None:
@@ -139,7 +129,7 @@ def main() -> None:
         if args.initial_model is None and snr_db is not None and not start.exists():
             run_level(args, None, None)  # the clean model every noisy level starts from
         measured = run_level(args, snr_db, None if snr_db is None and args.initial_model is None else start)
-        records.save(args.output, {**records.header(name, args.profile, {**settings, "snr_db": snr_db}), **measured})
+        records.save(args.output, {**measured, **records.header(name, args.profile, {**settings, "snr_db": snr_db})})
         for method, numbers in {**measured["all_test_images"],
                                 **{f"{k} ({measured['common_lines_images']})": v
                                    for k, v in measured["side_by_side"].items()}}.items():

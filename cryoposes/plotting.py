@@ -35,6 +35,7 @@ __all__ = [
     "line_figure",
     "scatter_figure",
     "isosurface_figure",
+    "error_vs_snr_figure",
 ]
 
 #: Name of the plotly renderer registered by this module.
@@ -612,4 +613,54 @@ def isosurface_figure(maps, *, level: float = 0.5, points: int = 40, title: str 
              "aspectmode": "cube"}
     figure.update_layout(title=title, height=height,
                          **{f"scene{'' if i == 1 else i}": scene for i in range(1, len(named) + 1)})
+    return figure
+
+
+def error_vs_snr_figure(table, column: str = "O(4) median °", *, clean_at: float = 4.0,
+                        title: str | None = None, height: int = 450) -> go.Figure:
+    """Median pose error against the SNR, one curve per method (a noise sweep).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Rows with ``snr_db`` (``inf`` for clean images), ``method`` and ``column``, as
+        :func:`cryoposes.practice.sweep_table` returns; rows with no value in ``column`` are left out.
+    column : str, optional
+        The error to draw.
+    clean_at : float, optional
+        Where clean images sit on the SNR axis (labelled "clean").
+    title : str, optional
+        Figure title.
+    height : int, optional
+        Figure height in pixels.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One line-and-marker trace per method, SNR decreasing to the right.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from cryoposes.plotting import error_vs_snr_figure
+    >>> table = pd.DataFrame({"snr_db": [np.inf, -12.0, np.inf], "method": ["a", "a", "b"],
+    ...                       "O(4) median °": [3.0, 9.0, 5.0]})
+    >>> [trace.name for trace in error_vs_snr_figure(table).data]
+    ['a', 'b']
+    """
+    figure = go.Figure()
+    shown = table.dropna(subset=[column])
+    for method, rows in shown.groupby("method", sort=False):
+        snr = np.where(np.isinf(rows["snr_db"].to_numpy(float)), clean_at, rows["snr_db"].to_numpy(float))
+        order = np.argsort(-snr)
+        figure.add_trace(go.Scatter(x=snr[order], y=rows[column].to_numpy(float)[order], mode="lines+markers",
+                                    name=method))
+    finite = sorted({float(value) for value in shown["snr_db"] if np.isfinite(value)}, reverse=True)
+    ticks = [clean_at, *[value for value in finite if value < clean_at - 1]]
+    figure.update_layout(
+        title=title, height=height,
+        xaxis={"title": {"text": "SNR (dB)"}, "autorange": "reversed", "tickvals": ticks,
+               "ticktext": ["clean", *[f"{value:g}" for value in ticks[1:]]]},
+        yaxis={"title": {"text": f"{column} (lower is better)"}, "rangemode": "tozero"},
+    )
     return figure

@@ -25,7 +25,7 @@ from cryoposes import alignment, baselines, distances, gauge, rotations, siamese
 from cryoposes.options import TURNS
 from cryoposes.recovery import RecoveryConfig, fit_poses
 
-__all__ = ["METHODS", "compare_methods", "noise_level", "method_numbers", "PAPER_NOISE_SWEEP", "sigma2_to_db",
+__all__ = ["METHODS", "compare_methods", "noise_level", "method_numbers", "level_record", "PAPER_NOISE_SWEEP", "sigma2_to_db",
            "sweep_table"]
 
 
@@ -218,6 +218,42 @@ def noise_level(protein: str, n: int, size: int, coverage: str, snr_db: float | 
                                        ("learned", "common lines"), recovery, turns, seed=seed,
                                        max_shift=shift / size, progress=progress)
     return {"model": result["model"], "experiment": result, "all_test_images": every, "side_by_side": side_by_side}
+
+
+def level_record(level: dict, snr_db: float | None, name: str) -> dict:
+    """The numbers of one :func:`noise_level`, as ``benchmarks/practice.py`` records them.
+
+    Parameters
+    ----------
+    level : dict
+        A :func:`noise_level` result.
+    snr_db : float or None
+        Its noise level (None: clean).
+    name : str
+        The record's name.
+
+    Returns
+    -------
+    dict
+        ``name``, ``snr_db``, ``sigma2`` (noise variance on unit-variance images), ``test_images``,
+        ``common_lines_images``, ``distance_errors``, ``all_test_images`` and ``side_by_side``
+        (:func:`method_numbers`), ``epochs_run``, ``timings_s``: what :func:`sweep_table` reads.
+    """
+    result = level["experiment"]
+    side_by_side = level["side_by_side"]
+    first = next(iter(side_by_side.values()), None)
+    return {
+        "name": name,
+        "snr_db": snr_db,
+        "sigma2": None if snr_db is None else 10 ** (-snr_db / 10),
+        "test_images": len(result["test_dataset"]),
+        "common_lines_images": 0 if first is None else len(first["quaternions"]),
+        "distance_errors": result["distance_errors"],
+        "all_test_images": method_numbers(level["all_test_images"]),
+        "side_by_side": method_numbers(side_by_side),
+        "epochs_run": len(level["model"].metadata["history"]["loss"]),
+        "timings_s": result["timings"],
+    }
 
 
 def sigma2_to_db(sigma2: float) -> float:
