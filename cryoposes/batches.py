@@ -33,6 +33,12 @@ class Augmentation:
     ``rotate``
         in-plane rotation by a uniform angle, pose updated to ``q ⊗ q_z(α)`` (exact; see
         :func:`cryoposes.imaging.rotate_in_plane`);
+    ``scale``
+        magnification uniform in [1 − ``scale``, 1 + ``scale``] about the centre
+        (:func:`cryoposes.imaging.scale_images`): molecules of other sizes, or other pixel sizes;
+    ``blur``
+        Gaussian low-pass of width uniform in [0, ``blur``] pixels
+        (:func:`cryoposes.imaging.blur_images`): maps of other resolutions;
     ``shift``
         shifts uniform in the disk of ``shift`` pixels
         (:func:`cryoposes.simulation.random_shifts`, :func:`cryoposes.imaging.shift_images`);
@@ -53,13 +59,24 @@ class Augmentation:
     >>> noisy, same = Augmentation(snr_db=0.0)(images + np.arange(16), poses, np.random.default_rng(0))
     >>> noisy.shape, bool(np.all(same == poses))
     ((3, 16, 16), True)
+    >>> Augmentation(scale=0.2, blur=1.0)(images, poses, np.random.default_rng(0))[0].shape
+    (3, 16, 16)
     """
 
     rotate: bool = False
+    scale: float = 0.0
+    blur: float = 0.0
     shift: float = 0.0
     ctf: bool = False
     pixel_size: float = 1.0
     snr_db: float | None = None
+
+    def __post_init__(self):
+        if not 0 <= self.scale < 1:
+            raise ValueError(f"scale must be in [0, 1), got {self.scale}")
+        for name in ("blur", "shift"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be non-negative, got {getattr(self, name)}")
 
     def __call__(self, images, quaternions, rng):
         images = np.asarray(images, dtype=np.float32)
@@ -67,6 +84,10 @@ class Augmentation:
         count = len(images)
         if self.rotate:
             images, quaternions = imaging.rotate_in_plane(images, quaternions, rng.uniform(0, 2 * np.pi, count))
+        if self.scale > 0:
+            images = imaging.scale_images(images, rng.uniform(1 - self.scale, 1 + self.scale, count))
+        if self.blur > 0:
+            images = imaging.blur_images(images, rng.uniform(0, self.blur, count))
         if self.shift > 0:
             images = imaging.shift_images(images, simulation.random_shifts(count, self.shift, rng))
         if self.ctf:

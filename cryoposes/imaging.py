@@ -12,6 +12,10 @@ contrast transfer C_φ is :mod:`cryoposes.ctf`):
   ``L // 2 + t``. Integer shifts equal :func:`numpy.roll`. (RELION's ``rlnOriginX/YAngst`` are
   the opposite: the origin offset that brings the particle back, ``−t`` times the pixel size;
   :mod:`cryoposes.particles` converts.)
+* :func:`scale_images` magnifies each image about its centre pixel (a molecule that fills more
+  or less of the box, or another pixel size) and :func:`blur_images` low-passes it with a
+  Gaussian (a map of lower resolution): what differs between proteins and datasets, used to
+  augment training so that a network cannot learn one molecule's size and detail.
 * :func:`add_noise` adds white Gaussian noise at a target signal-to-noise ratio, the clean
   images' variance over the noise variance, given in decibels: ``snr_db = 10·log10(SNR)``. The
   2021 paper's σ² = 16 on unit-variance images is SNR 1/16 = −12.04 dB.
@@ -33,6 +37,8 @@ __all__ = [
     "rotate_images",
     "rotate_in_plane",
     "shift_images",
+    "scale_images",
+    "blur_images",
     "add_noise",
     "noise_variance",
     "snr_to_db",
@@ -204,6 +210,95 @@ def shift_images(images, shifts) -> np.ndarray:
     ramp = ramp_x * np.exp(-2j * np.pi * ky[None] * shifts[:, 1, None, None])
     spectrum = scipy.fft.rfft2(images.astype(np.float32))
     return scipy.fft.irfft2(spectrum * ramp.astype(np.complex64), s=(size, size)).astype(np.float32)
+
+
+def scale_images(images, factors) -> np.ndarray:
+    """Images magnified by ``factors`` about the centre pixel ``L // 2`` (cubic spline, zero outside).
+
+    ``out(c + r) = in(c + r / s)``: a factor above 1 makes the particle larger in the box. The
+    pose is unchanged (a projection scaled about the rotation centre is the projection of the
+    scaled map).
+
+    Parameters
+    ----------
+    images : array_like
+        (N, L, L), indexed ``[y, x]``.
+    factors : array_like
+        (N,) positive magnifications.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, L, L) float32.
+
+    Raises
+    ------
+    ValueError
+        If ``images`` is not a finite (N, L, L) stack or ``factors`` are not N positive numbers.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes.imaging import scale_images
+    >>> image = np.zeros((1, 9, 9)); image[0, 4, 6] = 1.0  # 2 px right of the centre
+    >>> bigger = scale_images(image, [1.5])
+    >>> int(np.argmax(bigger[0, 4])), bigger.shape  # now 3 px right of it
+    (7, (1, 9, 9))
+    """
+    images = _check_images(images)
+    factors = np.asarray(factors, dtype=float)
+    if factors.shape != (len(images),) or not np.all(np.isfinite(factors)) or np.any(factors <= 0):
+        raise ValueError(f"factors must be {len(images)} positive numbers, got shape {factors.shape}")
+    centre = np.full(2, images.shape[-1] // 2, dtype=float)
+    out = np.empty(images.shape, dtype=np.float32)
+    for index, (image, factor) in enumerate(zip(images, factors)):
+        # affine_transform maps output coordinates o to input coordinates M·o + offset.
+        out[index] = ndimage.affine_transform(image, np.eye(2) / factor, offset=centre - centre / factor,
+                                              order=3, mode="constant", cval=0.0)
+    return out
+
+
+def blur_images(images, sigmas) -> np.ndarray:
+    """Images low-passed by Gaussians of standard deviation ``sigmas`` pixels (0: unchanged).
+
+    Multiplies each spectrum by ``exp(−2π²σ²|k|²)`` (k in cycles per pixel): the blur of a map
+    of lower resolution, seen in projection.
+
+    Parameters
+    ----------
+    images : array_like
+        (N, L, L), indexed ``[y, x]``.
+    sigmas : array_like
+        (N,) non-negative widths in pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, L, L) float32.
+
+    Raises
+    ------
+    ValueError
+        If ``images`` is not a finite (N, L, L) stack or ``sigmas`` are not N non-negative numbers.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes.imaging import blur_images
+    >>> image = np.zeros((2, 16, 16)); image[:, 8, 8] = 1.0
+    >>> out = blur_images(image, [0.0, 2.0])
+    >>> bool(np.isclose(out[0, 8, 8], 1.0, atol=1e-6)), bool(out[1, 8, 8] < 0.1), bool(np.isclose(out[1].sum(), 1.0))
+    (True, True, True)
+    """
+    images = _check_images(images)
+    sigmas = np.asarray(sigmas, dtype=float)
+    if sigmas.shape != (len(images),) or not np.all(np.isfinite(sigmas)) or np.any(sigmas < 0):
+        raise ValueError(f"sigmas must be {len(images)} non-negative numbers, got shape {sigmas.shape}")
+    size = images.shape[-1]
+    ky, kx = _frequency_grid(size)
+    envelope = np.exp(-2.0 * np.pi ** 2 * sigmas[:, None, None] ** 2 * (kx ** 2 + ky ** 2)[None])
+    spectrum = scipy.fft.rfft2(images.astype(np.float32))
+    return scipy.fft.irfft2(spectrum * envelope.astype(np.float32), s=(size, size)).astype(np.float32)
 
 
 def snr_to_db(snr) -> np.ndarray | float:

@@ -122,3 +122,19 @@ def test_quarter_turns_are_exact_and_agree_with_the_spline(size):
     turned = imaging.rotate_images(images, np.full(3, np.pi / 2))
     back = imaging.rotate_images(turned, np.full(3, -np.pi / 2))
     assert np.array_equal(back, images)
+
+
+def test_scale_by_one_and_blur_by_zero_change_nothing_and_bad_factors_are_refused():
+    from cryoposes.imaging import blur_images, scale_images
+
+    images = np.random.default_rng(0).normal(size=(3, 17, 17)).astype(np.float32)
+    np.testing.assert_allclose(scale_images(images, np.ones(3)), images, atol=1e-5)
+    np.testing.assert_allclose(blur_images(images, np.zeros(3)), images, atol=1e-5)
+    # Magnifying then shrinking a smooth image returns it (away from the border).
+    smooth = blur_images(images, np.full(3, 2.0))
+    back = scale_images(scale_images(smooth, np.full(3, 1.25)), np.full(3, 0.8))
+    np.testing.assert_allclose(back[:, 5:12, 5:12], smooth[:, 5:12, 5:12], atol=2e-2)
+    with pytest.raises(ValueError, match="positive"):
+        scale_images(images, [1.0, 0.0, 1.0])
+    with pytest.raises(ValueError, match="non-negative"):
+        blur_images(images, [1.0, -1.0, 1.0])

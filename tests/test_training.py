@@ -154,6 +154,9 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
     (["{data}", "-o", "{tmp}/model.keras", "--head", "manhattan"], "invalid choice"),
     (["{data}", "-o", "{tmp}/model.keras", "--crop", "-4"], "--crop must be at least 1"),
     (["{data}", "-o", "{tmp}/model.keras", "--init-model", "{tmp}/none.keras"], "initial model"),
+    (["{data}", "{data}", "-o", "{tmp}/model.keras"], "given twice"),
+    (["{data}", "-o", "{tmp}/model.keras", "--scale", "1.5"], "--scale must be in [0, 1)"),
+    (["{data}", "-o", "{tmp}/model.keras", "--blur", "-1"], "--blur must be non-negative"),
 ])
 def test_train_distance_cli_rejects_bad_input_with_exit_status_2(tmp_path, capsys, arguments, message):
     from cryoposes.cli import main
@@ -285,3 +288,44 @@ def test_fine_tuning_starts_from_the_initial_weights_and_checks_the_split(traine
         training.train(images, quaternions, other, config, progress=False, initial=model)
     with pytest.raises(ValueError, match="another architecture: embedding 16 ≠ 8"):
         training.train(images, quaternions, split, small_config(embedding=8), progress=False, initial=model)
+
+
+def test_train_distance_on_several_proteins_then_recover_each_or_a_new_one(tmp_path, volume_5j0n_32):
+    from cryoposes.cli import main
+    from cryoposes.particles import ParticleDataset, write_dataset
+    from cryoposes.projection import project
+
+    x, y, z = np.meshgrid(*[np.arange(32) - 16] * 3, indexing="ij")
+    blob = np.exp(-((x - 4) ** 2 + y ** 2 + 3 * (z + 3) ** 2) / 10.0) + np.exp(-(x ** 2 + (y - 5) ** 2 + z ** 2) / 6.0)
+    sizes = {"5j0n": 60, "blob": 40}
+    for seed, (name, volume) in enumerate((("5j0n", volume_5j0n_32), ("blob", blob))):
+        quaternions = rotations.random_quaternions(sizes[name], np.random.default_rng(seed))
+        write_dataset(ParticleDataset(project(volume, quaternions), quaternions, pixel_size=4.0,
+                                      metadata={"protein": name}), tmp_path / name)
+    model_file = tmp_path / "two.keras"
+    assert main(["train-distance", str(tmp_path / "5j0n"), str(tmp_path / "blob"), "-o", str(model_file),
+                 "--epochs", "1", "--embedding", "8", "--batch-size", "16", "--scale", "0.1", "--blur", "1",
+                 "--quiet"]) == 0
+    model = siamese.load(model_file)
+    entries = model.metadata["datasets"]
+    assert [(entry["dataset_metadata"]["protein"], entry["images"], entry["offset"]) for entry in entries] == [
+        ("5j0n", 60, 0), ("blob", 40, 60)]
+    assert model.metadata["config"]["augmentation"]["scale"] == 0.1
+    # Each dataset is split as it would be alone.
+    test = np.asarray(siamese.load_split(model)["test"])
+    alone = [training.split_indices(count)["test"] for count in sizes.values()]
+    np.testing.assert_array_equal(test, np.concatenate([alone[0], alone[1] + 60]))
+    # Recovering a training dataset takes its own test images; a new dataset, all of them.
+    star = tmp_path / "poses.star"
+    for name, expected in (("blob", len(alone[1])), ("5j0n", len(alone[0]))):
+        assert main(["recover", str(tmp_path / name), "--distance", str(model_file), "--steps", "20", "--seed", "0",
+                     "-o", str(star), "--quiet", "--no-gauge"]) == 0
+        blocks = starfile.read(star, always_dict=True)
+        assert len(blocks["particles"]) == expected
+        assert blocks["cryoposes"]["cryoposes_images"] == "test split of the training dataset"
+    quaternions = rotations.random_quaternions(25, np.random.default_rng(9))
+    write_dataset(ParticleDataset(project(blob, quaternions), quaternions, pixel_size=4.0,
+                                  metadata={"protein": "another"}), tmp_path / "another")
+    assert main(["recover", str(tmp_path / "another"), "--distance", str(model_file), "--steps", "20", "--seed", "0",
+                 "-o", str(star), "--quiet", "--no-gauge"]) == 0
+    assert starfile.read(star, always_dict=True)["cryoposes"]["cryoposes_images"] == "all"

@@ -116,20 +116,38 @@ def _check_arguments(args) -> None:
 SAME_SIMULATION = ("protein", "n", "size", "coverage", "seed", "shift", "ctf", "zoom")
 
 
-def trained_on_this(model, dataset) -> bool:
-    """Whether ``dataset`` is the one ``model`` was trained on, or its noisy twin: as many
-    images, the same particle names (when the model recorded them), and every
-    :data:`SAME_SIMULATION` setting that both record equal."""
-    from cryoposes import siamese
-
-    trained_on = model.metadata.get("dataset_metadata") or {}
-    if any(trained_on[key] != dataset.metadata[key] for key in SAME_SIMULATION
-           if key in trained_on and key in dataset.metadata):
+def _same_dataset(recorded: dict, fingerprint, count: int, dataset) -> bool:
+    """Whether ``dataset`` is the one described (or its noisy twin): as many images, the same
+    particle names (when recorded), and every :data:`SAME_SIMULATION` setting both record equal."""
+    if any(recorded[key] != dataset.metadata[key] for key in SAME_SIMULATION
+           if key in recorded and key in dataset.metadata):
         return False
-    fingerprint = model.metadata.get("dataset_names_sha256")
     if fingerprint is not None and fingerprint != dataset.names_sha256():
         return False
-    return sum(len(indices) for indices in siamese.load_split(model).values()) == len(dataset)
+    return count == len(dataset)
+
+
+def trained_test_images(model, dataset):
+    """The test images of ``dataset`` if ``model`` was trained on it (alone or among several
+    datasets), else None: then every image is new to the model."""
+    import numpy as np
+
+    from cryoposes import siamese
+
+    split = siamese.load_split(model)
+    entries = model.metadata.get("datasets")
+    if entries is None:  # trained on one dataset
+        count = sum(len(indices) for indices in split.values())
+        if not _same_dataset(model.metadata.get("dataset_metadata") or {},
+                             model.metadata.get("dataset_names_sha256"), count, dataset):
+            return None
+        return siamese.test_indices(model, len(dataset))
+    test = np.asarray(split["test"])
+    for entry in entries:
+        if _same_dataset(entry["dataset_metadata"], entry["dataset_names_sha256"], entry["images"], dataset):
+            inside = test[(test >= entry["offset"]) & (test < entry["offset"] + entry["images"])]
+            return np.sort(inside - entry["offset"])
+    return None
 
 
 def main(args) -> int:
@@ -159,8 +177,9 @@ def main(args) -> int:
             raise InputError(f"the images of {args.directory} are {dataset.size} px, the distance model "
                              f"{args.distance} takes {model.image_size} px")
         about["distance"] = Path(args.distance).name
-        if trained_on_this(model, dataset):
-            chosen = siamese.test_indices(model, n)
+        test_images = trained_test_images(model, dataset)
+        if test_images is not None:
+            chosen = test_images
             about["images"] = "test split of the training dataset"
         if len(chosen) > args.dense_limit and args.sampling != "random":
             raise InputError(f"--sampling {args.sampling} needs the N×N matrix; above --dense-limit "

@@ -1,10 +1,16 @@
-"""Train the Siamese distance network d_p on a particle dataset.
+"""Train the Siamese distance network d_p on one or several particle datasets.
 
-Splits the images of DIR (read with cryoposes.particles.read_dataset) into disjoint train /
+Splits the images of each DIR (read with cryoposes.particles.read_dataset) into disjoint train /
 validation / test sets (the paper's 2,512 / 838 / 1,650 proportions by default), trains on all
 pairs of each batch of training images with on-the-fly augmentation, stops early on the
 validation loss, and saves the model to MODEL.keras. The split is stored inside the model, so
-`cryoposes recover DIR --distance MODEL.keras` recovers the poses of the test images only.
+`cryoposes recover DIR --distance MODEL.keras` recovers the poses of the test images only when
+DIR is one of the datasets it was trained on (all images otherwise).
+
+Several datasets (several proteins, say) are trained on together; they must have the same image
+size. Each is split as it would be alone. --scale and --blur augment what differs between
+proteins and datasets (size in the box or pixel size; resolution), so that the network cannot
+learn one molecule's size and detail.
 
 An interrupted run resumes from its last finished epoch when started again with the same
 arguments (state kept in MODEL.keras.backup/ until the model is written).
@@ -14,6 +20,7 @@ faster than starting from random weights):
     cryoposes train-distance particles/ -o clean.keras --crop 72 --input-size 64 --epochs 40 --seed 0
     cryoposes train-distance particles/ -o noisy.keras --crop 72 --input-size 64 --epochs 40 \
         --snr-db -12 --learning-rate 5e-4 --init-model clean.keras --seed 0
+    cryoposes train-distance 7bv2/ 7q5b/ 6x18/ 5uak/ 8qjx/ -o four.keras --scale 0.15 --blur 1.5
 """
 
 from __future__ import annotations
@@ -31,7 +38,8 @@ from cryoposes.options import HEADS, LOSSES, NORMALIZATIONS, TRAINING_SAMPLINGS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", metavar="DIR", help="particle dataset folder (particles.mrcs + particles.star)")
+    parser.add_argument("datasets", metavar="DIR", nargs="+",
+                        help="particle dataset folder(s) (particles.mrcs + particles.star), or STAR files")
     parser.add_argument("-o", "--output", metavar="MODEL.keras", required=True, help="where to save the model")
     parser.add_argument("--epochs", type=int, default=50, help="maximum number of epochs (default 50)")
     parser.add_argument("--embedding", type=int, default=64, metavar="K", help="embedding size (default 64)")
@@ -62,6 +70,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pair-fraction", type=float, default=0.01, help="fraction for --sampling fraction")
     parser.add_argument("--snr-db", type=float, default=None, metavar="X",
                         help="add white noise at this SNR (dB) on the fly (default: none)")
+    parser.add_argument("--scale", type=float, default=0.0, metavar="S",
+                        help="magnify each image by a factor uniform in [1-S, 1+S] on the fly (default 0)")
+    parser.add_argument("--blur", type=float, default=0.0, metavar="PX",
+                        help="low-pass each image with a Gaussian of width uniform in [0, PX] pixels on the "
+                             "fly (default 0)")
     parser.add_argument("--shift", type=float, default=0.0, metavar="PX",
                         help="random shifts of up to PX pixels on the fly, uniform in the disk (default 0)")
     parser.add_argument("--ctf", action="store_true",
@@ -82,8 +95,11 @@ def _check(args) -> Path:
         raise InputError(f"the model file must end in .keras, got {output}")
     if not output.parent.is_dir():
         raise InputError(f"output folder {output.parent} does not exist")
-    if not Path(args.dataset).is_dir():
-        raise InputError(f"dataset folder {args.dataset} does not exist")
+    for dataset in args.datasets:
+        if not Path(dataset).exists():
+            raise InputError(f"dataset {dataset} does not exist")
+    if len(set(map(os.path.abspath, args.datasets))) != len(args.datasets):
+        raise InputError("a dataset is given twice")
     if args.init_model is not None and not Path(args.init_model).is_file():
         raise InputError(f"initial model {args.init_model} does not exist")
     for name in ("epochs", "embedding", "batch_size", "patience", "crop", "input_size"):
@@ -91,43 +107,68 @@ def _check(args) -> Path:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.batch_size < 2:
         raise InputError("--batch-size must be at least 2 (pairs need two images)")
-    if args.shift < 0:
-        raise InputError(f"--shift must be non-negative, got {args.shift}")
+    for name in ("shift", "blur"):
+        if not getattr(args, name) >= 0:
+            raise InputError(f"--{name} must be non-negative, got {getattr(args, name)}")
+    if not 0 <= args.scale < 1:
+        raise InputError(f"--scale must be in [0, 1), got {args.scale}")
     if not args.learning_rate > 0:
         raise InputError(f"--learning-rate must be positive, got {args.learning_rate}")
     return output
 
 
+def _plain(metadata: dict) -> dict:
+    return {key: value for key, value in metadata.items() if isinstance(value, (str, int, float, bool, type(None)))}
+
+
 def main(args) -> int:
     output = _check(args)
+    import numpy as np
+
     from cryoposes import __version__, batches, training
     from cryoposes.particles import read_dataset
 
-    dataset = read_dataset(args.dataset)
-    if not dataset.has_poses:
-        raise InputError(f"{args.dataset} has no poses (no rlnAngleRot/Tilt/Psi): training needs them")
-    images = dataset.images
-    if dataset.metadata.get("snr_db") is not None and args.rotate:
-        print("note: the dataset is noisy; rotating noisy images interpolates (smooths) their noise. "
-              "Prefer a clean dataset with --snr-db, or --no-rotate.", file=sys.stderr)
+    datasets = [read_dataset(path) for path in args.datasets]
+    for path, dataset in zip(args.datasets, datasets):
+        if not dataset.has_poses:
+            raise InputError(f"{path} has no poses (no rlnAngleRot/Tilt/Psi): training needs them")
+        if dataset.size != datasets[0].size:
+            raise InputError(f"{path} has {dataset.size} px images, {args.datasets[0]} has {datasets[0].size} px: "
+                             "datasets trained together need one image size")
+        if dataset.metadata.get("snr_db") is not None and args.rotate:
+            print(f"note: {path} is noisy; rotating noisy images interpolates (smooths) their noise. "
+                  "Prefer a clean dataset with --snr-db, or --no-rotate.", file=sys.stderr)
+    pixel_sizes = {float(dataset.pixel_size) for dataset in datasets}
+    if args.ctf and len(pixel_sizes) > 1:
+        raise InputError(f"--ctf needs one pixel size, the datasets have {sorted(pixel_sizes)} Å")
     fractions = None if args.split is None else tuple(args.split)
-    split = training.split_indices(len(images), fractions, seed=args.seed)
-    augmentation = batches.Augmentation(rotate=args.rotate, ctf=args.ctf, pixel_size=float(dataset.pixel_size),
-                                        shift=args.shift, snr_db=args.snr_db)
+    # Each dataset is split as it would be alone, then the indices are offset into the stack.
+    offsets = np.cumsum([0, *(len(dataset) for dataset in datasets)])
+    splits = [training.split_indices(len(dataset), fractions, seed=args.seed) for dataset in datasets]
+    split = {key: np.concatenate([part[key] + offset for part, offset in zip(splits, offsets)])
+             for key in splits[0]}
+    images = np.concatenate([dataset.images for dataset in datasets])
+    quaternions = np.concatenate([dataset.quaternions for dataset in datasets])
+    augmentation = batches.Augmentation(rotate=args.rotate, scale=args.scale, blur=args.blur, ctf=args.ctf,
+                                        pixel_size=float(datasets[0].pixel_size), shift=args.shift,
+                                        snr_db=args.snr_db)
     config = training.TrainingConfig(
         embedding=args.embedding, head=args.head, loss=args.loss, normalization=args.normalization, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate, sampling=args.sampling,
         pair_fraction=args.pair_fraction, patience=args.patience, seed=args.seed,
         crop=args.crop, input_size=args.input_size, augmentation=augmentation)
     backup = output.with_name(output.name + ".backup")
+    described = [{"dataset": os.path.abspath(path), "dataset_metadata": _plain(dataset.metadata),
+                  "dataset_names_sha256": dataset.names_sha256(), "images": len(dataset), "offset": int(offset)}
+                 for path, dataset, offset in zip(args.datasets, datasets, offsets)]
     metadata = {
-        "dataset": os.path.abspath(args.dataset),
-        "dataset_metadata": {k: v for k, v in dataset.metadata.items() if isinstance(v, (str, int, float, bool, type(None)))},
-        "dataset_names_sha256": dataset.names_sha256(),
+        # One dataset: its description at the top level; several: the list, each with its offset.
+        **({key: described[0][key] for key in ("dataset", "dataset_metadata", "dataset_names_sha256")}
+           if len(datasets) == 1 else {"datasets": described}),
         "command": " ".join(["cryoposes", "train-distance", *sys.argv[2:]]) if sys.argv[1:2] == ["train-distance"] else None,
         "version": __version__,
     }
-    model = training.train(images, dataset.quaternions, split, config, backup_dir=backup,
+    model = training.train(images, quaternions, split, config, backup_dir=backup,
                           progress=not args.quiet, metadata=metadata, initial=args.init_model)
     temporary = output.with_name(f".{output.stem}.partial.keras")
     model.save(temporary)
