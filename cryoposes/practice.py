@@ -21,11 +21,11 @@ import time
 
 import numpy as np
 
-from cryoposes import alignment, baselines, distances, gauge, rotations, siamese, studies, training
+from cryoposes import alignment, baselines, distances, gauge, rotations, siamese, simulation, studies, training
 from cryoposes.options import TURNS
 from cryoposes.recovery import RecoveryConfig, fit_poses
 
-__all__ = ["METHODS", "compare_methods", "noise_level", "method_numbers", "level_record", "PAPER_NOISE_SWEEP", "sigma2_to_db",
+__all__ = ["METHODS", "compare_methods", "noise_level", "method_numbers", "level_record", "held_out_protein", "PAPER_NOISE_SWEEP", "sigma2_to_db",
            "sweep_table"]
 
 
@@ -254,6 +254,84 @@ def level_record(level: dict, snr_db: float | None, name: str) -> dict:
         "epochs_run": len(level["model"].metadata["history"]["loss"]),
         "timings_s": result["timings"],
     }
+
+
+def held_out_protein(held_out: str, trained_on, n: int, size: int, config: training.TrainingConfig | None = None,
+                     test_images: int = 1000, coverage: str = "full", zoom: float = 1.0, seed: int = 0,
+                     reference=None, recovery: RecoveryConfig | None = None, turns: int = TURNS,
+                     progress: bool = False) -> dict:
+    """A distance network trained on other proteins, tested on one it has never seen.
+
+    1. Simulate ``n`` images of each protein of ``trained_on`` (seeds ``seed``, ``seed + 1``, …),
+       split each as it would be alone (:func:`cryoposes.training.joint_split`) and train one
+       network on all their training images (``config``; its augmentation should vary what
+       differs between proteins: ``scale``, ``blur``).
+    2. Simulate ``test_images`` new images of ``held_out`` (seed ``seed + 1000``) and score the
+       network's distances on them (:func:`cryoposes.studies.distance_errors`) and the poses
+       they give (:func:`compare_methods`, learned).
+    3. The same on the same images with ``reference``, a network trained on ``held_out`` itself.
+
+    Parameters
+    ----------
+    held_out : str
+        The protein tested on (never trained on).
+    trained_on : sequence of str
+        The proteins trained on.
+    n, size, coverage, zoom : int, int, str, float
+        Images per training protein, their side, coverage and zoom (:func:`cryoposes.simulation.simulate`).
+    config : cryoposes.training.TrainingConfig, optional
+        Training settings.
+    test_images : int, optional
+        Images of ``held_out`` tested on.
+    seed : int, optional
+        Seed of the simulations, the split, the training and the recovery.
+    reference : SiameseDistance or path, optional
+        A network trained on ``held_out`` at the same image size, for comparison.
+    recovery : RecoveryConfig, optional
+        Recovery settings.
+    turns : int, optional
+        In-plane turns averaged in the learned distances.
+    progress : bool, optional
+        Show progress bars.
+
+    Returns
+    -------
+    dict
+        ``model``; ``distance_errors`` and ``methods`` (a :func:`compare_methods` result): name →
+        for ``"unseen"`` (the network that never saw ``held_out``) and, with ``reference``,
+        ``"same protein"``; ``seconds``: ``train`` and ``test``.
+
+    Raises
+    ------
+    ValueError
+        ``held_out`` among ``trained_on``, or no protein to train on.
+    """
+    trained_on = list(trained_on)
+    if held_out in trained_on:
+        raise ValueError(f"{held_out} is held out and cannot be trained on too")
+    if not trained_on:
+        raise ValueError("give at least one protein to train on")
+    config = config or training.TrainingConfig()
+    start = time.perf_counter()
+    datasets = [simulation.simulate(protein, n, size, coverage, seed=seed + index, zoom=zoom, progress=progress)
+                for index, protein in enumerate(trained_on)]
+    split = training.joint_split([len(dataset) for dataset in datasets], seed=seed)
+    model = training.train(np.concatenate([dataset.images for dataset in datasets]),
+                           np.concatenate([dataset.quaternions for dataset in datasets]), split, config,
+                           progress=progress, metadata={"proteins": trained_on, "size": size, "zoom": zoom,
+                                                        "coverage": coverage, "held_out": held_out})
+    seconds = {"train": time.perf_counter() - start}
+    start = time.perf_counter()
+    test = simulation.simulate(held_out, test_images, size, coverage, seed=seed + 1000, zoom=zoom, progress=progress)
+    networks = {"unseen": model, **({} if reference is None else {"same protein": siamese.as_model(reference)})}
+    errors, methods = {}, {}
+    for name, network in networks.items():
+        errors[name] = studies.distance_errors(siamese.distance_matrix(network, test.images, turns=turns),
+                                               test.quaternions)
+        methods[name] = compare_methods(test, test.quaternions, network, ("learned",), recovery, turns, seed=seed,
+                                        progress=progress)["learned"]
+    seconds["test"] = time.perf_counter() - start
+    return {"model": model, "distance_errors": errors, "methods": methods, "seconds": seconds}
 
 
 def sigma2_to_db(sigma2: float) -> float:

@@ -41,6 +41,7 @@ __all__ = [
     "PAPER_SPLIT",
     "PairDistanceLoss",
     "split_indices",
+    "joint_split",
     "TrainingConfig",
     "recompute_batch_statistics",
     "set_seed",
@@ -142,6 +143,35 @@ def split_indices(n: int, fractions=None, seed: int = 0) -> dict:
         "validation": np.sort(order[n_train:n_train + n_validation]),
         "test": np.sort(order[n_train + n_validation:]),
     }
+
+
+def joint_split(counts, fractions=None, seed: int = 0) -> dict:
+    """The split of several datasets stacked one after the other, each split as it would be alone.
+
+    Parameters
+    ----------
+    counts : sequence of int
+        Number of images of each dataset, in stacking order.
+    fractions : tuple of float, optional
+        As :func:`split_indices`.
+    seed : int, optional
+
+    Returns
+    -------
+    dict
+        ``"train"``, ``"validation"``, ``"test"`` → sorted int arrays of indices into the stack.
+
+    Examples
+    --------
+    >>> from cryoposes.training import joint_split, split_indices
+    >>> joint = joint_split([100, 50])
+    >>> bool(np.array_equal(joint["test"][joint["test"] >= 100] - 100, split_indices(50)["test"]))
+    True
+    """
+    offsets = np.cumsum([0, *counts])
+    parts = [split_indices(count, fractions, seed=seed) for count in counts]
+    return {key: np.concatenate([part[key] + offset for part, offset in zip(parts, offsets)])
+            for key in ("train", "validation", "test")}
 
 
 @dataclass

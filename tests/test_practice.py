@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from conftest import require_protein_file, small_config
 from cryoposes import practice, simulation, volumes
 from cryoposes.recovery import RecoveryConfig
 
@@ -58,3 +59,20 @@ def test_sweep_table_orders_levels_and_keeps_the_paper_apart():
     paper = table[table["record"] == "the paper"]
     assert len(paper) == len(practice.PAPER_NOISE_SWEEP) and paper["physical median °"].isna().all()
     assert math.isclose(practice.sigma2_to_db(16), -12.04, abs_tol=0.01)
+
+
+def test_held_out_protein_is_never_trained_on():
+    with pytest.raises(ValueError, match="held out and cannot be trained on"):
+        practice.held_out_protein("5j0n", ["5j0n", "6x18"], 50, 32)
+    with pytest.raises(ValueError, match="at least one protein"):
+        practice.held_out_protein("5j0n", [], 50, 32)
+
+
+def test_held_out_protein_trains_on_others_and_scores_the_unseen_one():
+    for name in ("5j0n", "6x18"):
+        require_protein_file(name)
+    result = practice.held_out_protein("5j0n", ["6x18"], 60, 32, small_config(), test_images=30,
+                                       recovery=RecoveryConfig(steps=50), turns=1)
+    assert result["model"].metadata["proteins"] == ["6x18"] and result["model"].metadata["held_out"] == "5j0n"
+    assert set(result["methods"]) == {"unseen"} and result["distance_errors"]["unseen"]["pairs"] == 30 * 29 // 2
+    assert result["methods"]["unseen"]["quaternions"].shape == (30, 4)

@@ -142,11 +142,8 @@ def main(args) -> int:
     if args.ctf and len(pixel_sizes) > 1:
         raise InputError(f"--ctf needs one pixel size, the datasets have {sorted(pixel_sizes)} Å")
     fractions = None if args.split is None else tuple(args.split)
-    # Each dataset is split as it would be alone, then the indices are offset into the stack.
     offsets = np.cumsum([0, *(len(dataset) for dataset in datasets)])
-    splits = [training.split_indices(len(dataset), fractions, seed=args.seed) for dataset in datasets]
-    split = {key: np.concatenate([part[key] + offset for part, offset in zip(splits, offsets)])
-             for key in splits[0]}
+    split = training.joint_split([len(dataset) for dataset in datasets], fractions, seed=args.seed)
     images = np.concatenate([dataset.images for dataset in datasets])
     quaternions = np.concatenate([dataset.quaternions for dataset in datasets])
     augmentation = batches.Augmentation(rotate=args.rotate, scale=args.scale, blur=args.blur, ctf=args.ctf,
