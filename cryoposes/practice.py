@@ -26,7 +26,7 @@ from cryoposes.options import TURNS
 from cryoposes.recovery import RecoveryConfig, fit_poses
 
 __all__ = ["METHODS", "compare_methods", "noise_level", "method_numbers", "level_record", "held_out_protein", "PAPER_NOISE_SWEEP", "sigma2_to_db",
-           "sweep_table"]
+           "sweep_table", "unseen_table"]
 
 
 #: Pose estimators compared on the same particles by :func:`compare_methods`, and whether each
@@ -396,3 +396,39 @@ def sweep_table(records):
                      "seconds": None, "saw true poses": True, "record": "the paper"})
     table = pd.DataFrame(rows)
     return table.sort_values(["snr_db", "method"], ascending=[False, True], kind="stable").reset_index(drop=True)
+
+
+def unseen_table(records):
+    """Held-out-protein records side by side: one row per held-out protein and network.
+
+    Parameters
+    ----------
+    records : list of dict
+        Records of ``benchmarks/unseen.py`` (``results/unseen.json``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns: ``held out``, ``trained on``, ``network`` (``unseen``: never saw the held-out
+        protein; ``same protein``: trained on it), ``distance error median °``, ``O(4) median °``,
+        ``physical median °``, ``record``.
+
+    Examples
+    --------
+    >>> from cryoposes.practice import unseen_table
+    >>> numbers = {"o4_median_deg": 80.0, "physical_median_deg": 95.0}
+    >>> record = {"name": "r", "settings": {"held_out": "5j0n", "trained_on": ["7bv2", "6x18"]},
+    ...           "networks": {"unseen": numbers}, "distance_errors": {"unseen": {"median_deg": 60.0}}}
+    >>> row = unseen_table([record]).iloc[0]
+    >>> row["held out"], row["trained on"], float(row["O(4) median °"])
+    ('5j0n', '7bv2, 6x18', 80.0)
+    """
+    import pandas as pd
+
+    rows = [{"held out": record["settings"]["held_out"], "trained on": ", ".join(record["settings"]["trained_on"]),
+             "network": network, "distance error median °": record["distance_errors"][network]["median_deg"],
+             "O(4) median °": numbers["o4_median_deg"], "physical median °": numbers["physical_median_deg"],
+             "record": record["name"]}
+            for record in records for network, numbers in record["networks"].items()]
+    return pd.DataFrame(rows, columns=["held out", "trained on", "network", "distance error median °",
+                                       "O(4) median °", "physical median °", "record"])
