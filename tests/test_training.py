@@ -329,3 +329,18 @@ def test_train_distance_on_several_proteins_then_recover_each_or_a_new_one(tmp_p
     assert main(["recover", str(tmp_path / "another"), "--distance", str(model_file), "--steps", "20", "--seed", "0",
                  "-o", str(star), "--quiet", "--no-gauge"]) == 0
     assert starfile.read(star, always_dict=True)["cryoposes"]["cryoposes_images"] == "all"
+
+
+def test_training_ctf_and_shifts_are_the_simulators_own_draws():
+    # One code path: the augmentation's CTF and shifts are simulation.random_ctf / random_shifts
+    # (defocus 0.5–2.5 µm, astigmatic), applied by the same operators, from the same generator.
+    from cryoposes import imaging, simulation
+    from cryoposes.ctf import apply_ctf
+
+    images, quaternions = synthetic_images(n=8)
+    augmented, _ = batches.Augmentation(shift=2.0, ctf=True, pixel_size=3.0)(images, quaternions,
+                                                                             np.random.default_rng(5))
+    rng = np.random.default_rng(5)
+    expected = imaging.shift_images(images, simulation.random_shifts(8, 2.0, rng))
+    expected = apply_ctf(expected, simulation.random_ctf(8, rng), 3.0)
+    np.testing.assert_allclose(augmented, expected, atol=1e-6)
