@@ -257,11 +257,7 @@ def apply_ctf(images, parameters: CTFParameters, pixel_size: float) -> np.ndarra
     >>> apply_ctf(np.ones((2, 8, 8)), CTFParameters(15000.0, 14000.0), pixel_size=1.0).shape
     (2, 8, 8)
     """
-    images = _check_images(images)
-    size = images.shape[-1]
-    transfer = ctf_images(size, pixel_size, parameters, count=len(images), half=True)
-    spectrum = scipy.fft.rfft2(images.astype(np.float32))
-    return scipy.fft.irfft2(spectrum * transfer, s=(size, size)).astype(np.float32)
+    return _filter_by_ctf(images, parameters, pixel_size, lambda transfer: transfer)
 
 
 def phase_flip(images, parameters: CTFParameters, pixel_size: float) -> np.ndarray:
@@ -295,8 +291,13 @@ def phase_flip(images, parameters: CTFParameters, pixel_size: float) -> np.ndarr
     >>> flipped.shape, bool(np.sum(flipped * image) > 0)  # positively correlated again
     ((1, 16, 16), True)
     """
+    return _filter_by_ctf(images, parameters, pixel_size, np.sign)
+
+
+def _filter_by_ctf(images, parameters: CTFParameters, pixel_size: float, of_ctf) -> np.ndarray:
+    """Each image's spectrum multiplied by ``of_ctf`` of its CTF (the CTF itself, its sign)."""
     images = _check_images(images)
     size = images.shape[-1]
-    sign = np.sign(ctf_images(size, pixel_size, parameters, count=len(images), half=True))
+    transfer = of_ctf(ctf_images(size, pixel_size, parameters, count=len(images), half=True))
     spectrum = scipy.fft.rfft2(images.astype(np.float32))
-    return scipy.fft.irfft2(spectrum * sign, s=(size, size)).astype(np.float32)
+    return scipy.fft.irfft2(spectrum * transfer, s=(size, size)).astype(np.float32)
