@@ -251,8 +251,33 @@ def execute_chapter(stem: str, parameters: dict, root: Path = ROOT, profile: str
             else:
                 os.environ[name] = value
     check_figures(failed)
+    show_parameters_as_run(failed, parameters)
     failed.replace(executed)
     return executed
+
+
+def show_parameters_as_run(executed: Path, parameters: dict) -> None:
+    """Show one parameters cell holding the values the page ran with: papermill leaves the
+    defaults cell and adds a cell of injected values below it; the values replace the defaults
+    in place (comments kept) and the injected cell is dropped. Nothing is executed again."""
+    notebook = json.loads(executed.read_text())
+    cells = notebook["cells"]
+    tagged = [index for index, cell in enumerate(cells) if "parameters" in cell["metadata"].get("tags", [])]
+    if len(tagged) != 1:
+        return
+    cell = cells[tagged[0]]
+    lines = "".join(cell["source"]).split("\n")
+    for node in reversed(ast.parse("\n".join(lines)).body):
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) \
+                and node.targets[0].id in parameters:
+            first, last = node.lineno - 1, node.end_lineno - 1
+            comment = lines[last][node.end_col_offset:]
+            lines[first:last + 1] = [f"{node.targets[0].id} = {parameters[node.targets[0].id]!r}{comment}"]
+    header = "# The values this page ran with (its profile's, see the banner; defaults otherwise)"
+    cell["source"] = "\n".join([header, *lines])
+    notebook["cells"] = [other for other in cells
+                         if "injected-parameters" not in other["metadata"].get("tags", [])]
+    executed.write_text(json.dumps(notebook, indent=1) + "\n")
 
 
 def source_url(stem: str, root: Path = ROOT) -> str:

@@ -349,3 +349,17 @@ def test_built_book_reads_offline_with_every_teaching_section(tmp_path):
         assert html.count('class="solution dropdown admonition"') == html.count('class="exercise admonition"'), page
         references = html[html.index('id="references"'):]
         assert 'role="doc-footnote"' in references, f"{page}: empty reference list"
+
+
+def test_executed_parameters_cell_shows_the_values_the_page_ran_with(tmp_path):
+    notebook = {"cells": [
+        {"cell_type": "code", "metadata": {"tags": ["parameters"]},
+         "source": 'size = 64  # image side\nsteps = [1,\n         2]  # two lines\nseed = 0'},
+        {"cell_type": "code", "metadata": {"tags": ["injected-parameters"]}, "source": "size = 32\nsteps = [5]"},
+        {"cell_type": "code", "metadata": {}, "source": "print(size)"}]}
+    path = tmp_path / "page.ipynb"
+    path.write_text(json.dumps(notebook))
+    build.show_parameters_as_run(path, {"size": 32, "steps": [5]})
+    cells = json.loads(path.read_text())["cells"]
+    assert len(cells) == 2 and cells[1]["source"] == "print(size)"
+    assert cells[0]["source"].splitlines()[1:] == ["size = 32  # image side", "steps = [5]  # two lines", "seed = 0"]
