@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 import starfile
 
+from cryoposes import imaging
 from cryoposes.ctf import CTFParameters
 from cryoposes.errors import InputError
 from cryoposes.star import (
@@ -483,7 +484,7 @@ def _per_particle(table: pd.DataFrame, optics, star_path):
     return column
 
 
-def _pixel_sizes(column, star_path) -> np.ndarray:
+def _pixel_sizes(column, star_path, mixed_allowed: bool = False) -> np.ndarray:
     pixel_size = column("rlnImagePixelSize")
     if pixel_size is None:
         # RELION 3.0 and cryoSPARC's exports: detector pixel (µm) over magnification.
@@ -494,14 +495,14 @@ def _pixel_sizes(column, star_path) -> np.ndarray:
         pixel_size = detector * 1e4 / magnification
     if np.any(pixel_size <= 0):
         raise InputError(f"{star_path}: pixel sizes must be positive, got {pixel_size.min()} Å")
-    if not np.allclose(pixel_size, pixel_size[0], rtol=1e-4):
+    if not mixed_allowed and not np.allclose(pixel_size, pixel_size[0], rtol=1e-4):
         sizes = ", ".join(f"{value:g}" for value in np.unique(pixel_size))
-        raise InputError(f"{star_path}: particles of different pixel sizes ({sizes} Å) cannot be processed "
-                         "together; split them by optics group or rescale them first")
+        raise InputError(f"{star_path}: particles of different pixel sizes ({sizes} Å): give the pixel size to "
+                         "bring them all to (--pixel-size), or split them by optics group")
     return pixel_size
 
 
-def read_dataset(path) -> ParticleDataset:
+def read_dataset(path, pixel_size: float | None = None) -> ParticleDataset:
     """Read a particle dataset: a folder written by :func:`write_dataset`, or any RELION particle
     STAR file.
 
@@ -515,11 +516,15 @@ def read_dataset(path) -> ParticleDataset:
     ``rlnAngleRot``/``Tilt``/``Psi`` the dataset has none (``quaternions`` is None), as particles
     fresh from picking. Origins (Å) become shifts in pixels, ``t = −origin / pixel_size``; a CTF is
     read when ``rlnDefocusU`` is there (``rlnDefocusV`` defaults to it, ``rlnDefocusAngle`` to 0).
+    Optics groups of different pixel sizes are brought to one, ``pixel_size``
+    (:func:`cryoposes.imaging.resample_images`; the box keeps its size).
 
     Parameters
     ----------
     path : str or os.PathLike
         A folder holding ``particles.star``, or a particle STAR file.
+    pixel_size : float, optional
+        Bring every particle to this pixel size in Å (needed when the optics groups differ).
 
     Returns
     -------
@@ -561,12 +566,15 @@ def read_dataset(path) -> ParticleDataset:
     quaternions = quaternions_from(table, star_path) if present else None
     optics = blocks.get("optics")
     column = _per_particle(table, optics, star_path)
-    pixel_size = _pixel_sizes(column, star_path)
+    pixel_sizes = _pixel_sizes(column, star_path, mixed_allowed=pixel_size is not None)
+    target = float(pixel_sizes[0]) if pixel_size is None else float(pixel_size)
+    if not np.isfinite(target) or target <= 0:
+        raise InputError(f"the pixel size to bring the particles to must be a positive number of Å, got {pixel_size}")
     shifts = np.zeros((len(table), 2))
     for axis, name in enumerate(ORIGIN_COLUMNS):
         origin = column(name)
         if origin is not None:
-            shifts[:, axis] = -origin / pixel_size
+            shifts[:, axis] = -origin / target
     ctf = None
     if "rlnDefocusU" in table.columns:
         defocus_u = column("rlnDefocusU")
@@ -579,7 +587,9 @@ def read_dataset(path) -> ParticleDataset:
             values[name] = value
         ctf = CTFParameters(**values)
     images = _read_images(star_path, table["rlnImageName"])
-    return ParticleDataset(images, quaternions, shifts, float(pixel_size[0]), ctf, metadata_from(blocks),
+    if not np.allclose(pixel_sizes, target, rtol=1e-6):
+        images = imaging.resample_images(images, pixel_sizes, target)
+    return ParticleDataset(images, quaternions, shifts, target, ctf, metadata_from(blocks),
                            list(table["rlnImageName"].astype(str)), table=table,
                            optics=optics if isinstance(optics, pd.DataFrame) else None)
 

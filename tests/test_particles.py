@@ -268,3 +268,30 @@ def test_write_relion_project_round_trips_images_and_ctf_by_name(tmp_path):
     np.testing.assert_allclose(back.shifts, dataset.shifts[original], atol=1e-6)
     with pytest.raises(InputError, match="not empty"):
         particles.write_relion_project(dataset, tmp_path / "project")
+
+
+def test_optics_groups_of_different_pixel_sizes_are_brought_to_one(tmp_path):
+    # The same Gaussian particle (σ = 6 Å, centred 6 Å right of the box centre) imaged at 2 Å in
+    # optics group 1 and at 3 Å in group 2: brought to 2 Å, both images must agree.
+    size = 33
+    axis = np.arange(size) - size // 2
+
+    def particle(pixel):
+        x, y = np.meshgrid(axis * pixel, axis * pixel)
+        return np.exp(-((x - 6.0) ** 2 + y ** 2) / (2 * 6.0 ** 2))
+
+    write_stack(tmp_path / "a.mrcs", np.stack([particle(2.0), particle(3.0)]))
+    optics = pd.DataFrame({"rlnOpticsGroup": [1, 2], "rlnOpticsGroupName": ["one", "two"],
+                           "rlnImagePixelSize": [2.0, 3.0], "rlnImageSize": [size, size], "rlnImageDimensionality": [2, 2]})
+    table = pd.DataFrame({"rlnImageName": ["000001@a.mrcs", "000002@a.mrcs"], "rlnOpticsGroup": [1, 2],
+                          "rlnOriginXAngst": [0.0, 3.0], "rlnOriginYAngst": [0.0, 0.0]})
+    star_path = tmp_path / "particles.star"
+    starfile.write({"optics": optics, "particles": table}, star_path)
+    with pytest.raises(InputError, match=r"different pixel sizes \(2, 3 Å\).*--pixel-size"):
+        particles.read_dataset(star_path)
+    dataset = particles.read_dataset(star_path, pixel_size=2.0)
+    assert dataset.pixel_size == 2.0 and dataset.images.shape == (2, size, size)
+    np.testing.assert_allclose(dataset.images[1], dataset.images[0], atol=0.02)
+    np.testing.assert_allclose(dataset.shifts[:, 0], [0.0, -1.5])  # −origin / the new pixel size
+    with pytest.raises(InputError, match="positive number of Å"):
+        particles.read_dataset(star_path, pixel_size=-1.0)

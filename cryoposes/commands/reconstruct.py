@@ -26,6 +26,8 @@ from cryoposes.errors import InputError
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("directory", type=Path, metavar="DIR|FILE.star",
                         help="dataset folder with particles.star, or a particle STAR file")
+    parser.add_argument("--pixel-size", type=float, default=None, metavar="Å",
+                        help="bring every particle to this pixel size (needed when optics groups differ)")
     parser.add_argument("--poses", type=Path, required=True, metavar="FILE.star", help="STAR file with the poses")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="MAP.mrc", help="map to write")
     parser.add_argument("--half-maps", action="store_true", help="also write two half maps and print their FSC resolution")
@@ -82,7 +84,7 @@ def main(args) -> int:
     from cryoposes import fsc, particles, reconstruction, symmetry, volumes
 
     symmetry.symmetry_group(args.symmetry)  # InputError naming the accepted forms
-    dataset = paired_particles(particles.read_dataset(args.directory), args.poses)
+    dataset = paired_particles(particles.read_dataset(args.directory, args.pixel_size), args.poses)
     options = dict(symmetry=args.symmetry, regularization=args.regularization, method=args.method)
     arguments = (dataset.images, dataset.quaternions, dataset.shifts, dataset.ctf, dataset.pixel_size)
     volume = reconstruction.reconstruct(*arguments, **options)

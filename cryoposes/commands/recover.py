@@ -57,6 +57,8 @@ SUBSET = 5000
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("directory", type=Path, metavar="DIR|FILE.star",
                         help="dataset folder with particles.star, or a particle STAR file")
+    parser.add_argument("--pixel-size", type=float, default=None, metavar="Å",
+                        help="bring every particle to this pixel size (needed when optics groups differ)")
     parser.add_argument("--distance", required=True, metavar="true|euclidean|MODEL.keras",
                         help="target distances: the true d_q, the Euclidean baseline, or a trained distance model")
     parser.add_argument("--init", choices=INITS, default=INITS[0],
@@ -156,7 +158,7 @@ def main(args) -> int:
     from cryoposes import distances, particles, recovery, rotations, star
 
     _check_arguments(args)
-    dataset = particles.read_dataset(args.directory)
+    dataset = particles.read_dataset(args.directory, args.pixel_size)
     n = len(dataset)
     if n < 3:
         raise InputError(f"{args.directory} holds {n} particle(s); recovery needs at least 3")

@@ -30,6 +30,8 @@ from cryoposes.errors import InputError
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("directory", type=Path, metavar="DIR|FILE.star",
                         help="dataset folder with particles.star, or a particle STAR file")
+    parser.add_argument("--pixel-size", type=float, default=None, metavar="Å",
+                        help="bring every particle to this pixel size (needed when optics groups differ)")
     parser.add_argument("--poses", type=Path, required=True, metavar="FILE.star", help="STAR file with the starting poses")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.star", help="STAR file to write")
     parser.add_argument("--iterations", type=int, default=3, metavar="K", help="rounds of reconstruct-then-match (default 3)")
@@ -69,7 +71,7 @@ def main(args) -> int:
     if table.metadata.get("gauge") == "distances":
         raise InputError(f"the poses of {args.poses} are in the gauge of distances only (recovered with "
                          "--no-gauge): resolve the gauge first, e.g. `cryoposes recover` without --no-gauge")
-    dataset = paired_particles(particles.read_dataset(args.directory), args.poses)
+    dataset = paired_particles(particles.read_dataset(args.directory, args.pixel_size), args.poses)
     if len(dataset) < 2:
         raise InputError(f"refinement needs at least 2 particles, {args.poses} pairs {len(dataset)}")
     result = refinement.refine(dataset.images, dataset.quaternions, dataset.shifts, dataset.ctf, dataset.pixel_size,

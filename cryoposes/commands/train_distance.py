@@ -40,6 +40,8 @@ from cryoposes.options import HEADS, LOSSES, NORMALIZATIONS, TRAINING_SAMPLINGS
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("datasets", metavar="DIR", nargs="+",
                         help="particle dataset folder(s) (particles.mrcs + particles.star), or STAR files")
+    parser.add_argument("--pixel-size", type=float, default=None, metavar="Å",
+                        help="bring every particle to this pixel size (needed when optics groups differ)")
     parser.add_argument("-o", "--output", metavar="MODEL.keras", required=True, help="where to save the model")
     parser.add_argument("--epochs", type=int, default=50, help="maximum number of epochs (default 50)")
     parser.add_argument("--embedding", type=int, default=64, metavar="K", help="embedding size (default 64)")
@@ -128,7 +130,7 @@ def main(args) -> int:
     from cryoposes import __version__, batches, training
     from cryoposes.particles import read_dataset
 
-    datasets = [read_dataset(path) for path in args.datasets]
+    datasets = [read_dataset(path, args.pixel_size) for path in args.datasets]
     for path, dataset in zip(args.datasets, datasets):
         if not dataset.has_poses:
             raise InputError(f"{path} has no poses (no rlnAngleRot/Tilt/Psi): training needs them")
