@@ -26,7 +26,7 @@ from cryoposes.options import TURNS
 from cryoposes.recovery import RecoveryConfig, fit_poses
 
 __all__ = ["METHODS", "compare_methods", "noise_level", "method_numbers", "level_record", "held_out_protein", "PAPER_NOISE_SWEEP", "sigma2_to_db",
-           "sweep_table", "unseen_table"]
+           "sweep_table", "sweep_columns", "unseen_table"]
 
 
 #: Pose estimators compared on the same particles by :func:`compare_methods`, and whether each
@@ -396,6 +396,41 @@ def sweep_table(records):
                      "seconds": None, "saw true poses": True, "record": "the paper"})
     table = pd.DataFrame(rows)
     return table.sort_values(["snr_db", "method"], ascending=[False, True], kind="stable").reset_index(drop=True)
+
+
+def sweep_columns(table, column: str = "O(4) median °"):
+    """A :func:`sweep_table` with one row per noise level and one column per method.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        As :func:`sweep_table` returns.
+    column : str, optional
+        The number shown per method.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``SNR (dB)`` ("clean" first, then decreasing); columns the methods (the paper's
+        included); empty cells where a method has no number at that level.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from cryoposes.practice import sweep_columns
+    >>> table = pd.DataFrame({"snr_db": [float("inf"), -12.0, float("inf")], "method": ["a", "a", "b"],
+    ...                       "O(4) median °": [3.0, 9.0, 5.0]})
+    >>> columns = sweep_columns(table)
+    >>> columns.index.tolist(), columns.columns.tolist(), float(columns.loc["-12", "a"])
+    (['clean', '-12'], ['a', 'b'], 9.0)
+    """
+    shown = table.dropna(subset=[column])
+    levels = sorted(set(shown["snr_db"]), reverse=True)
+    wide = shown.pivot_table(index="snr_db", columns="method", values=column, aggfunc="first", sort=False)
+    wide = wide.reindex(levels)[list(dict.fromkeys(shown["method"]))]
+    wide.index = ["clean" if math.isinf(level) else f"{level:g}" for level in levels]
+    wide.index.name, wide.columns.name = "SNR (dB)", None
+    return wide
 
 
 def unseen_table(records):
