@@ -25,8 +25,8 @@ from cryoposes import alignment, baselines, distances, gauge, rotations, siamese
 from cryoposes.options import TURNS
 from cryoposes.recovery import RecoveryConfig, fit_poses
 
-__all__ = ["METHODS", "compare_methods", "noise_level", "method_numbers", "level_record", "held_out_protein", "PAPER_NOISE_SWEEP", "sigma2_to_db",
-           "sweep_table", "sweep_columns", "unseen_table"]
+__all__ = ["METHODS", "compare_methods", "noise_level", "method_numbers", "level_record", "held_out_protein",
+           "PAPER_NOISE_SWEEP", "sigma2_to_db", "sweep_table", "sweep_columns", "unseen_table"]
 
 
 #: Pose estimators compared on the same particles by :func:`compare_methods`, and whether each
@@ -74,7 +74,8 @@ def compare_methods(dataset, true_quaternions, model=None, methods=tuple(METHODS
     Returns
     -------
     dict
-        method → ``quaternions`` (N, 4) physical poses, ``o4`` and ``physical``
+        method → ``quaternions`` (N, 4) physical poses, ``distances`` (N, N) the targets
+        recovered from (None for common lines), ``o4`` and ``physical``
         (:class:`cryoposes.alignment.Alignment`), ``seconds`` (total) and ``stages`` (seconds
         per stage), ``saw_true_poses`` (from :data:`METHODS`).
 
@@ -93,7 +94,7 @@ def compare_methods(dataset, true_quaternions, model=None, methods=tuple(METHODS
     >>> data = simulation.simulate(volumes.Volume(blob, 4.0), 40, 32, progress=False)
     >>> result = compare_methods(data, data.quaternions, methods=("euclidean",), recovery=RecoveryConfig(steps=200))
     >>> sorted(result["euclidean"]), result["euclidean"]["quaternions"].shape
-    (['o4', 'physical', 'quaternions', 'saw_true_poses', 'seconds', 'stages'], (40, 4))
+    (['distances', 'o4', 'physical', 'quaternions', 'saw_true_poses', 'seconds', 'stages'], (40, 4))
     """
     unknown = [name for name in methods if name not in METHODS]
     if unknown:
@@ -126,6 +127,7 @@ def compare_methods(dataset, true_quaternions, model=None, methods=tuple(METHODS
         seconds = time.perf_counter() - start
         results[name] = {
             "quaternions": poses,
+            "distances": None if name == "common lines" else targets,
             "o4": alignment.align_o4(true_quaternions, poses, symmetry=symmetry),
             "physical": alignment.align_physical(true_quaternions, poses, symmetry=symmetry),
             "seconds": seconds,
@@ -326,10 +328,9 @@ def held_out_protein(held_out: str, trained_on, n: int, size: int, config: train
     networks = {"unseen": model, **({} if reference is None else {"same protein": siamese.as_model(reference)})}
     errors, methods = {}, {}
     for name, network in networks.items():
-        errors[name] = studies.distance_errors(siamese.distance_matrix(network, test.images, turns=turns),
-                                               test.quaternions)
         methods[name] = compare_methods(test, test.quaternions, network, ("learned",), recovery, turns, seed=seed,
                                         progress=progress)["learned"]
+        errors[name] = studies.distance_errors(methods[name]["distances"], test.quaternions)
     seconds["test"] = time.perf_counter() - start
     return {"model": model, "distance_errors": errors, "methods": methods, "seconds": seconds}
 
