@@ -75,7 +75,8 @@ def assert_figures_drawn(html: str, dom: str, page: Path) -> int:
         # Plotly.newPlot adds this class and draws its SVG layers into the div.
         assert "js-plotly-plot" in match.group(1), f"{page}: figure {graph_id} was not drawn"
     assert dom.count('class="main-svg"') >= len(graph_ids), f"{page}: figures without SVG"
-    if '"type":"scatter3d"' in html:
+    # A 3-D trace, not the entry of that name in plotly's default template.
+    if re.search(r'(?<!"scatter3d":\[\{)"type":"scatter3d"', html):
         assert "<canvas" in dom, f"{page}: the 3-D scene has no WebGL canvas"
     return len(graph_ids)
 
