@@ -33,6 +33,20 @@ frequencies (Nelder-Mead on the rotation vector). The score of the runner-up (th
 Shifts and CTF are those of the forward model (:mod:`cryoposes.imaging`): each image's spectrum
 has its shift undone, and the two lines of a pair are compared as ``C_j·F_i`` against
 ``C_i·F_j``, which both equal ``C_i·C_j`` times the map's spectrum.
+
+**Unknown shifts.** A shift ``t`` multiplies a spectrum by ``e^{−2πi k·t}``, so an image pair
+whose shifts are off by a few pixels disagrees along its true common line as much as along a
+wrong one. Particles with unknown shifts are therefore first centred on the stack's rotational
+average (:func:`cryoposes.imaging.estimate_shifts`, on phase-flipped images when there is a
+CTF), and those shifts are used as known. Measured on 1,000 particles of 5j0n at 64 px, −12 dB,
+CTF and shifts up to 6.4 px, poses 5.6° from the truth (O(4)): centring first gave physical
+poses 5.8° from the truth, against 5.5° with the true shifts and 124° (a failed gauge) with
+none. Searching each pair's relative shift along its line instead (as common-lines methods do)
+gave 70°: the best of ~50 shifts of a noisy line correlates as well as the true line does.
+The centring leaves errors of about 1.6 px (1.3 px without noise: a round template centres an
+elongated particle only roughly), which scramble the phases above ~0.15 cycles per pixel, so
+the fine search stops there for estimated shifts: 5.8–6.4° over three seeds of pairs, against
+7.7–17° with the fine search to 0.3.
 """
 
 from __future__ import annotations
@@ -64,6 +78,9 @@ class GaugeResult:
         Mean common-line correlation of the chosen gauge, in [−1, 1].
     runner_up : float
         The best score of the other branch: the margin of the choice is ``score − runner_up``.
+    shifts : numpy.ndarray or None
+        (N, 2) the particle shifts ``(t_x, t_y)`` in pixels that the images were compared with:
+        those given, those found by centring (``max_shift``), or None (centred particles).
     """
 
     quaternions: np.ndarray
@@ -71,6 +88,7 @@ class GaugeResult:
     transposed: bool
     score: float
     runner_up: float
+    shifts: np.ndarray | None = None
 
 
 class _PolarSpectra:
@@ -278,7 +296,7 @@ def _refine(polar, pairs, matrices, right, step, tolerance):
 
 def resolve_gauge(images, quaternions, shifts=None, ctf=None, pixel_size: float = 1.0, seed: int = 0,
                   directions: int = 600, coarse_pairs: int = 1000, fine_pairs: int = 6000,
-                  progress: bool = False) -> GaugeResult:
+                  progress: bool = False, max_shift: float = 0.0) -> GaugeResult:
     """Physical poses from poses known up to the gauges of pairwise distances, using the images.
 
     See the module docstring for the method. Ground truth plays no part.
@@ -290,7 +308,7 @@ def resolve_gauge(images, quaternions, shifts=None, ctf=None, pixel_size: float 
     quaternions : array_like
         (N, 4) poses from distances (e.g. :func:`cryoposes.recovery.fit_poses`).
     shifts : array_like, optional
-        (N, 2) particle shifts in pixels.
+        (N, 2) particle shifts in pixels, if known (with ``max_shift``: the starting shifts).
     ctf : cryoposes.ctf.CTFParameters, optional
         The images' CTFs.
     pixel_size : float, optional
@@ -303,6 +321,11 @@ def resolve_gauge(images, quaternions, shifts=None, ctf=None, pixel_size: float 
         Image pairs scored in the coarse and the fine search.
     progress : bool, optional
         Show a progress bar over the coarse search.
+    max_shift : float, optional
+        How far, in pixels, a particle may lie from where ``shifts`` put it (from the box
+        centre without ``shifts``). Above 0, the particles are first centred
+        (:func:`cryoposes.imaging.estimate_shifts`) and the shifts so found are used and
+        returned; 0 takes the shifts (or centred particles) as right.
 
     Returns
     -------
@@ -331,7 +354,21 @@ def resolve_gauge(images, quaternions, shifts=None, ctf=None, pixel_size: float 
         raise ValueError(f"need one pose per image: {len(quaternions)} poses for {len(images)} images")
     if len(images) < 3:
         raise ValueError("the gauge needs at least 3 images")
-    shifts = None if shifts is None else np.asarray(shifts, dtype=float)
+    # Fine search up to 0.3 cycles per pixel; only to 0.15 with estimated shifts, whose errors
+    # (about 1.6 px at −12 dB) turn the phases of higher frequencies at random.
+    fine_band = 0.3
+    if shifts is not None:
+        shifts = np.asarray(shifts, dtype=float)
+    if max_shift > 0:
+        from cryoposes.ctf import phase_flip
+
+        fine_band = 0.15
+        # Same contrast for every particle before centring: the CTF's sign flips would move the
+        # peaks. Shifts given are undone first, and what is found adds to them.
+        flipped = images if ctf is None else phase_flip(images, ctf, pixel_size)
+        if shifts is not None:
+            flipped = imaging.shift_images(flipped, -shifts)
+        shifts = (0.0 if shifts is None else shifts) + imaging.estimate_shifts(flipped, max_shift)
     rng = np.random.default_rng(seed)
     size = images.shape[-1]
     # Never more pairs than there are (small datasets).
@@ -346,7 +383,7 @@ def resolve_gauge(images, quaternions, shifts=None, ctf=None, pixel_size: float 
     chosen_images, chosen_shifts = images[used], None if shifts is None else shifts[used]
     # Coarse: low frequencies (wide basins, few pairs); fine: more of both.
     coarse = _PolarSpectra(chosen_images, chosen_shifts, ctf, pixel_size, 120, _radii(size, 0.12))
-    fine = _PolarSpectra(chosen_images, chosen_shifts, ctf, pixel_size, 360, _radii(size, 0.3))
+    fine = _PolarSpectra(chosen_images, chosen_shifts, ctf, pixel_size, 360, _radii(size, fine_band))
     matrices = rotations.quaternion_to_matrix(quaternions[used])
     branches = {False: matrices, True: np.transpose(matrices, (0, 2, 1))}
     candidates = []
@@ -371,4 +408,4 @@ def resolve_gauge(images, quaternions, shifts=None, ctf=None, pixel_size: float 
     right_q = rotations.matrix_to_quaternion(right)
     start = rotations.quaternion_conjugate(quaternions) if transposed else quaternions
     physical = rotations.canonical(rotations.quaternion_multiply(start, right_q))
-    return GaugeResult(physical, right_q, bool(transposed), float(score), float(refined[not transposed][0]))
+    return GaugeResult(physical, right_q, bool(transposed), float(score), float(refined[not transposed][0]), shifts)

@@ -11,7 +11,9 @@ contrast transfer C_φ is :mod:`cryoposes.ctf`):
   in Fourier space): ``out(r) = in(r − t)``, so the particle's centre moves from ``L // 2`` to
   ``L // 2 + t``. Integer shifts equal :func:`numpy.roll`. (RELION's ``rlnOriginX/YAngst`` are
   the opposite: the origin offset that brings the particle back, ``−t`` times the pixel size;
-  :mod:`cryoposes.particles` converts.)
+  :mod:`cryoposes.particles` converts.) :func:`estimate_shifts` finds unknown shifts back by
+  centring every particle on the stack's rotational average, as particles are centred before
+  any pose is known.
 * :func:`scale_images` magnifies each image about its centre pixel (a molecule that fills more
   or less of the box, or another pixel size) and :func:`blur_images` low-passes it with a
   Gaussian (a map of lower resolution): what differs between proteins and datasets, used to
@@ -37,6 +39,7 @@ __all__ = [
     "rotate_images",
     "rotate_in_plane",
     "shift_images",
+    "estimate_shifts",
     "scale_images",
     "blur_images",
     "resample_images",
@@ -211,6 +214,115 @@ def shift_images(images, shifts) -> np.ndarray:
     ramp = ramp_x * np.exp(-2j * np.pi * ky[None] * shifts[:, 1, None, None])
     spectrum = scipy.fft.rfft2(images.astype(np.float32))
     return scipy.fft.irfft2(spectrum * ramp.astype(np.complex64), s=(size, size)).astype(np.float32)
+
+
+def _rotational_average(image) -> np.ndarray:
+    """The image averaged over rings about the centre pixel ``L // 2`` (a round template)."""
+    size = image.shape[-1]
+    y, x = np.indices((size, size)) - size // 2
+    ring = np.rint(np.hypot(y, x)).astype(int)
+    return (np.bincount(ring.ravel(), image.ravel()) / np.bincount(ring.ravel()))[ring]
+
+
+def estimate_shifts(images, max_shift: float, iterations: int = 3, low_pass: float = 0.08,
+                    chunk: int = 2048) -> np.ndarray:
+    """Shifts ``t`` of particles whose centres are unknown, found by centring them on a round template.
+
+    Before any pose is known, each particle is centred on the rotational average of the
+    centred stack: a round blob, so the result does not depend on the particle's unknown
+    orientation. The template starts as the rotational average of the raw stack; each
+    iteration cross-correlates every low-passed image with it, takes the peak within
+    ``max_shift`` (refined to sub-pixel by a parabola through its neighbours), and rebuilds
+    the template from the images so centred. What comes back is centred up to one 3-D
+    offset common to all particles (the map's centre of mass need not be its box centre),
+    which moves the reconstructed map but not the poses. Images with a CTF should be
+    phase-flipped first (:func:`cryoposes.ctf.phase_flip`) so that all have the same contrast.
+
+    Parameters
+    ----------
+    images : array_like
+        (N, L, L) particle images, indexed ``[y, x]``.
+    max_shift : float
+        Largest shift searched, in pixels.
+    iterations : int, optional
+        Rounds of centring and rebuilding the template.
+    low_pass : float, optional
+        Gaussian low-pass of the cross-correlation, in cycles per pixel (its standard
+        deviation): noise at high frequencies would move the peak.
+    chunk : int, optional
+        Images correlated at once (bounds the memory of the Fourier transforms).
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, 2) shifts ``(t_x, t_y)`` in pixels, as :func:`shift_images` applies them: the
+        particles are centred by ``shift_images(images, -shifts)``.
+
+    Raises
+    ------
+    ValueError
+        If ``images`` is not a finite (N, L, L) stack, ``max_shift`` is negative or not finite,
+        or ``iterations`` is below 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes.imaging import estimate_shifts, shift_images
+    >>> y, x = np.indices((32, 32)) - 16
+    >>> blob = np.exp(-(x**2 + 2 * y**2) / 20.0)[None].repeat(3, axis=0)
+    >>> moved = shift_images(blob, [[3.0, -2.0], [0.0, 0.0], [-4.5, 1.5]])
+    >>> np.round(estimate_shifts(moved, max_shift=6.0) - estimate_shifts(moved, 6.0)[1], 1).tolist()
+    [[3.0, -2.0], [0.0, 0.0], [-4.5, 1.5]]
+    """
+    images = _check_images(images)
+    max_shift = float(max_shift)
+    if not math.isfinite(max_shift) or max_shift < 0:
+        raise ValueError(f"max_shift must be a non-negative number of pixels, got {max_shift}")
+    if int(iterations) < 1:
+        raise ValueError(f"iterations must be at least 1, got {iterations}")
+    size = images.shape[-1]
+    y, x = np.indices((size, size)) - size // 2
+    outside = np.hypot(y, x) > max_shift
+    ky, kx = _frequency_grid(size)
+    gaussian = np.exp(-(kx**2 + ky**2) / (2 * low_pass**2))
+    # A ring of the background is subtracted and the template cut to the particle's disk, so
+    # that the correlation sees the particle, not the box.
+    radius = np.hypot(y, x)
+    shifts = np.zeros((len(images), 2))
+    for _ in range(int(iterations)):
+        average = np.zeros((size, size))
+        for first in range(0, len(images), chunk):
+            block = images[first:first + chunk]
+            average += (shift_images(block, -shifts[first:first + chunk]) if shifts.any() else block).sum(axis=0)
+        template = _rotational_average(average / len(images))
+        template -= template[radius.astype(int) == int(0.4 * size)].mean()
+        template[radius > 0.35 * size] = 0.0
+        filtered = np.conj(scipy.fft.rfft2(template)) * gaussian
+        for first in range(0, len(images), chunk):
+            block = images[first:first + chunk].astype(np.float32)
+            correlation = scipy.fft.irfft2(scipy.fft.rfft2(block) * filtered, s=(size, size))
+            correlation = np.fft.fftshift(correlation, axes=(1, 2))
+            correlation[:, outside] = -np.inf
+            peak_y, peak_x = np.unravel_index(correlation.reshape(len(block), -1).argmax(axis=1), (size, size))
+            shifts[first:first + chunk] = np.stack(
+                [peak_x - size // 2 + _parabola_peak(correlation, peak_y, peak_x, axis=1),
+                 peak_y - size // 2 + _parabola_peak(correlation, peak_y, peak_x, axis=0)], axis=1)
+    return shifts
+
+
+def _parabola_peak(correlation, peak_y, peak_x, axis: int) -> np.ndarray:
+    """Sub-pixel offset of each peak along ``axis`` (0: y, 1: x) from a parabola through the
+    peak and its two neighbours; zero where a neighbour is outside the search disk."""
+    size = correlation.shape[-1]
+    index = np.arange(len(correlation))
+    step = np.array([1, 0]) if axis == 0 else np.array([0, 1])
+    values = [correlation[index, (peak_y + d * step[0]) % size, (peak_x + d * step[1]) % size] for d in (-1, 0, 1)]
+    below, centre, above = values
+    curvature = below - 2 * centre + above
+    with np.errstate(invalid="ignore", divide="ignore"):
+        offset = 0.5 * (below - above) / curvature
+    usable = np.isfinite(offset) & (curvature < 0)
+    return np.where(usable, np.clip(offset, -0.5, 0.5), 0.0)
 
 
 def scale_images(images, factors) -> np.ndarray:

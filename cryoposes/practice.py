@@ -67,7 +67,9 @@ def compare_methods(dataset, true_quaternions, model=None, methods=tuple(METHODS
     seed : int, optional
         Seed of the recovery, the gauge search and common lines.
     max_shift : float, optional
-        Shift range searched by common lines, as a fraction of the image size.
+        Largest particle shift, as a fraction of the image size: the range searched by common
+        lines, and the range in which the gauge centres the particles first
+        (:func:`cryoposes.gauge.resolve_gauge`).
     progress : bool, optional
         Show progress bars.
 
@@ -122,7 +124,8 @@ def compare_methods(dataset, true_quaternions, model=None, methods=tuple(METHODS
             fitted = fit_poses(targets, recovery, progress=progress)
             stages["recovery"] = time.perf_counter() - start - stages["distances"]
             poses = gauge.resolve_gauge(images, fitted.quaternions, None, dataset.ctf, dataset.pixel_size,
-                                        seed=seed, progress=progress).quaternions
+                                        seed=seed, progress=progress,
+                                        max_shift=max_shift * dataset.size).quaternions
             stages["gauge"] = time.perf_counter() - start - stages["distances"] - stages["recovery"]
         seconds = time.perf_counter() - start
         results[name] = {
@@ -212,7 +215,7 @@ def noise_level(protein: str, n: int, size: int, coverage: str, snr_db: float | 
                                 ctf=ctf)
     test, truth = result["test_dataset"], result["quaternions"][result["split"]["test"]]
     every = compare_methods(test, truth, result["model"], ("learned", "euclidean"), recovery, turns, seed=seed,
-                            progress=progress)
+                            max_shift=shift / size, progress=progress)
     side_by_side = {}
     if common_lines_images > 0:
         subset = np.arange(min(common_lines_images, len(test)))

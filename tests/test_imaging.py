@@ -138,3 +138,28 @@ def test_scale_by_one_and_blur_by_zero_change_nothing_and_bad_factors_are_refuse
         scale_images(images, [1.0, 0.0, 1.0])
     with pytest.raises(ValueError, match="non-negative"):
         blur_images(images, [1.0, -1.0, 1.0])
+
+
+def test_estimate_shifts_centres_real_particles_up_to_one_common_offset(volume_5j0n_64):
+    from cryoposes import ctf, simulation
+
+    data = simulation.simulate("5j0n", 300, 64, shift=6.4, ctf=True, snr_db=-12.0, seed=4, progress=False)
+    found = imaging.estimate_shifts(ctf.phase_flip(data.images, data.ctf, data.pixel_size), max_shift=6.4)
+    assert np.all(np.linalg.norm(found, axis=1) <= 6.4 + 0.5)
+    # The template centres each particle on its projected centre of mass: the true shifts plus
+    # the projection of one 3-D offset c (5j0n's centre of mass is not its box centre).
+    matrices = rotations.quaternion_to_matrix(data.quaternions)
+    in_plane = np.transpose(matrices, (0, 2, 1))[:, :2, :].reshape(-1, 3)
+    offset = np.linalg.lstsq(in_plane, (found - data.shifts).ravel(), rcond=None)[0]
+    left = np.linalg.norm((found - data.shifts).ravel() - in_plane @ offset, axis=None) / np.sqrt(len(found))
+    assert left < 2.5  # px, root mean square; ignoring the shifts leaves their own ~4.5 px
+    assert np.sqrt(np.mean(np.sum(data.shifts**2, axis=1))) > 4.0
+
+
+def test_estimate_shifts_rejects_bad_input():
+    with pytest.raises(ValueError, match="max_shift"):
+        imaging.estimate_shifts(np.zeros((2, 8, 8)), max_shift=-1.0)
+    with pytest.raises(ValueError, match="iterations"):
+        imaging.estimate_shifts(np.zeros((2, 8, 8)), max_shift=2.0, iterations=0)
+    with pytest.raises(ValueError, match="NaN"):
+        imaging.estimate_shifts(np.full((2, 8, 8), np.nan), max_shift=2.0)

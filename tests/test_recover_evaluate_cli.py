@@ -106,6 +106,32 @@ def test_a_reordered_subset_star_file_keeps_its_pairing_through_recover_and_eval
     assert by_row.median > 10
 
 
+def test_off_centre_particles_are_centred_before_the_gauge_and_their_shifts_written(volume_5j0n_32, tmp_path, capsys):
+    from cryoposes import imaging
+    from cryoposes.particles import ParticleDataset, write_dataset
+    from cryoposes.projection import project
+    from cryoposes.simulation import random_shifts
+
+    truth = rotations.random_quaternions(150, np.random.default_rng(5))
+    shifts = random_shifts(150, 3.2, rng=6)
+    # Particles fresh from picking: off-centre, and the STAR file has no origins.
+    images = imaging.shift_images(project(volume_5j0n_32, truth), shifts)
+    directory = tmp_path / "picked"
+    write_dataset(ParticleDataset(images, truth, pixel_size=4.0, metadata={"protein": "5j0n"}), directory)
+    output = tmp_path / "poses.star"
+    assert main(["recover", str(directory), "--distance", "true", "--steps", "60", "--seed", "0", "--quiet",
+                 "--max-shift", "3.2", "-o", str(output)]) == 0
+    written = starfile.read(output, always_dict=True)
+    assert written["cryoposes"]["cryoposes_shifts"].startswith("estimated")
+    origins = written["particles"][["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy()
+    assert np.abs(origins).max() <= (3.2 + 0.5) * 4.0
+    report = _evaluate(capsys, directory / "particles.star", output)
+    assert report["physical"]["median_deg"] < 3.0
+    fails_with_usage_error(capsys, ["recover", directory, "--distance", "true", "--seed", "0", "--quiet",
+                                    "--max-shift", "-1", "-o", tmp_path / "bad.star"], "--max-shift")
+    assert not (tmp_path / "bad.star").exists()
+
+
 def test_recover_bad_input_exits_2(dataset, tmp_path, capsys):
     output = tmp_path / "out.star"
     base = ["recover", dataset, "--seed", "0", "-o", output, "--quiet"]

@@ -27,6 +27,10 @@ Distances cannot see a right multiplication of every pose nor its transposition 
 common lines (cryoposes.gauge), so the poses written are physical: right up to one global
 rotation of the molecule and its hand, like any reconstruction's. No ground truth is used.
 --no-gauge writes the distance-only poses instead. With --init true nothing is to be found.
+Particles are taken as centred where their origins (rlnOriginX/YAngst, or none) put them; with
+--max-shift PX, particles that may lie up to PX pixels from there are first centred on the
+stack's rotational average, the gauge uses the shifts so found, and they are written as the
+particles' origins.
 
 The output is the input STAR file's rows of the recovered particles, every column kept in its
 order (and the optics block), with rlnAngleRot/Tilt/Psi (degrees) added or replaced, so RELION
@@ -82,6 +86,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.star", help="STAR file to write")
     parser.add_argument("--gauge", action=argparse.BooleanOptionalAction, default=True,
                         help="find the gauge from the images so that the poses are physical (default on)")
+    parser.add_argument("--max-shift", type=float, default=0.0, metavar="PX",
+                        help="particles without origins may be off-centre by up to PX pixels: centre "
+                             "them before the gauge and write the shifts found (default 0: centred)")
     parser.add_argument("--checkpoints", type=Path, metavar="DIR",
                         help="keep the long stages' results in DIR (embeddings, start, the fit's "
                              "progress): run the same command again after a stop and it resumes")
@@ -101,6 +108,8 @@ def _check_arguments(args) -> None:
         raise InputError(f"--learning-rate must be positive, got {args.learning_rate}")
     if args.seed < 0:
         raise InputError(f"--seed must be non-negative, got {args.seed}")
+    if not 0 <= args.max_shift < float("inf"):
+        raise InputError(f"--max-shift must be a non-negative number of pixels, got {args.max_shift}")
     if args.output.suffix != ".star":
         raise InputError(f"the output must be a .star file, got {args.output}")
     if args.output.is_dir():
@@ -204,21 +213,25 @@ def main(args) -> int:
     result = recovery.fit_poses(targets, config, progress=not args.quiet, initial=initial,
                                 true_quaternions=recovered.quaternions, backup_dir=_checkpoint(args, "fit"))
     seconds = time.perf_counter() - start
-    poses, metadata = result.quaternions, {"gauge": "distances"}
+    poses, metadata, estimated_shifts = result.quaternions, {"gauge": "distances"}, None
     if args.init == "true":
         metadata = {"gauge": "physical", "gauge_method": "true start"}
     elif args.gauge:
         from cryoposes import gauge
 
         found = gauge.resolve_gauge(recovered.images, poses, recovered.shifts, recovered.ctf,
-                                    recovered.pixel_size, seed=args.seed, progress=not args.quiet)
+                                    recovered.pixel_size, seed=args.seed, progress=not args.quiet,
+                                    max_shift=args.max_shift)
         poses = found.quaternions
         metadata = {"gauge": "physical", "gauge_method": "common lines", "gauge_score": found.score,
                     "gauge_runner_up": found.runner_up, "gauge_transposed": found.transposed}
+        if args.max_shift > 0:
+            estimated_shifts = found.shifts * recovered.pixel_size
+            metadata["shifts"] = f"estimated by centring (up to {args.max_shift:g} px)"
     # The rows read from the STAR file (every column, the names), so that a reordered or subset
     # file keeps its pairing and RELION continues from the output.
     star.write_poses(args.output, poses, image_names=recovered.names(), metadata={**metadata, **about},
-                     table=recovered.table, optics=dataset.optics)
+                     shifts=estimated_shifts, table=recovered.table, optics=dataset.optics)
     print(f"recovered {len(chosen)} poses ({about['images']} images) in {seconds:.1f} s (final loss "
           f"{result.history['loss'][-1]:.3g}), gauge: {metadata['gauge']} -> {args.output}")
     return 0
