@@ -374,7 +374,10 @@ class Reseat(keras.callbacks.Callback):
     until : int, optional
         Last epoch it runs at (default: all).
     partners : int, optional
-        Random particles each pose is scored against.
+        Random particles each pose is scored against. 64 tell a misplaced pose from a right one
+        as well as 256 did (measured at N = 1,650 with target noise of 0.15 and 0.4 rad: the
+        same medians to 0.02°) at a quarter of the cost, which at N = 5,000 was a third of
+        the recovery's time.
     seed : int, optional
 
     Examples
@@ -387,7 +390,7 @@ class Reseat(keras.callbacks.Callback):
     [1]
     """
 
-    def __init__(self, lookup, candidates, every=2, until=None, partners=256, seed=0):
+    def __init__(self, lookup, candidates, every=2, until=None, partners=64, seed=0):
         super().__init__()
         self.lookup = lookup
         self.candidates = candidates  # (N, C) particle indices

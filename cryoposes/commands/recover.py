@@ -205,7 +205,7 @@ def main(args) -> int:
     initial = None
     if isinstance(targets, recovery.PairTargets) and targets.dense is None:
         # At scale: the start from a fitted subset is close already, and reseating without
-        # neighbour lists would cost N × 40 × 256 distances per epoch.
+        # neighbour lists would cost N × 40 × 64 distances per epoch.
         config = dataclasses.replace(config, reseat=False)
         if args.init == "spectral":
             initial = _subset_start(targets, args, config)
