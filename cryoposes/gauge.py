@@ -38,15 +38,16 @@ has its shift undone, and the two lines of a pair are compared as ``C_j·F_i`` a
 whose shifts are off by a few pixels disagrees along its true common line as much as along a
 wrong one. Particles with unknown shifts are therefore first centred on the stack's rotational
 average (:func:`cryoposes.imaging.estimate_shifts`, on phase-flipped images when there is a
-CTF), and those shifts are used as known. Measured on 1,000 particles of 5j0n at 64 px, −12 dB,
-CTF and shifts up to 6.4 px, poses 5.6° from the truth (O(4)): centring first gave physical
-poses 5.8° from the truth, against 5.5° with the true shifts and 124° (a failed gauge) with
-none. Searching each pair's relative shift along its line instead (as common-lines methods do)
-gave 70°: the best of ~50 shifts of a noisy line correlates as well as the true line does.
-The centring leaves errors of about 1.6 px (1.3 px without noise: a round template centres an
-elongated particle only roughly), which scramble the phases above ~0.15 cycles per pixel, so
-the fine search stops there for estimated shifts: 5.8–6.4° over three seeds of pairs, against
-7.7–17° with the fine search to 0.3.
+CTF), and those shifts are used as known. The centring is right up to one 3-D offset common to
+all particles (harmless) and about 2 px per particle (a round template centres an elongated
+particle only roughly); such errors scramble the phases above ~0.15 cycles per pixel, so the
+fine search stops there for estimated shifts (to 0.3 it often failed). Searching each pair's
+relative shift along its line instead, as common-lines methods do, failed under noise: the best
+of ~50 shifts of a noisy line correlates as well as the true line does. ``benchmarks/gauge.py``
+measures the three ways on the same particles (record ``5j0n-64px-ctf-shift`` in
+``results/gauge.json``: 1,000 particles of 5j0n at 64 px, −12 dB, CTF, shifts up to 6.4 px,
+poses 5.5° from the truth): physical errors 5.8–5.9° with the true shifts, 6.3–8.2° centred,
+93–118° (a failed gauge) with the shifts ignored, over three seeds of the pairs.
 """
 
 from __future__ import annotations
