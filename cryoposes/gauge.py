@@ -356,7 +356,7 @@ def resolve_gauge(images, quaternions, shifts=None, ctf=None, pixel_size: float 
     if len(images) < 3:
         raise ValueError("the gauge needs at least 3 images")
     # Fine search up to 0.3 cycles per pixel; only to 0.15 with estimated shifts, whose errors
-    # (about 1.6 px at −12 dB) turn the phases of higher frequencies at random.
+    # (about 2 px at −12 dB) turn the phases of higher frequencies at random.
     fine_band = 0.3
     if shifts is not None:
         shifts = np.asarray(shifts, dtype=float)
