@@ -57,7 +57,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cryoposes import imaging, rotations
-from cryoposes.ctf import CTFParameters
+from cryoposes.ctf import CTFParameters, phase_flip
 from cryoposes.ctf import ctf as contrast_transfer
 
 __all__ = ["GaugeResult", "resolve_gauge", "common_line_score"]
@@ -361,8 +361,6 @@ def resolve_gauge(images, quaternions, shifts=None, ctf=None, pixel_size: float 
     if shifts is not None:
         shifts = np.asarray(shifts, dtype=float)
     if max_shift > 0:
-        from cryoposes.ctf import phase_flip
-
         fine_band = 0.15
         # Same contrast for every particle before centring: the CTF's sign flips would move the
         # peaks. Shifts given are undone first, and what is found adds to them.
