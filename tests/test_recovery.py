@@ -158,6 +158,29 @@ def test_same_seed_same_result_and_resume(truth, distances, tmp_path):
     assert np.array_equal(first, resumed)
 
 
+def fitted_pair_fit(distances, truth, steps_per_call, calls):
+    """Poses and logged loss of a PairFit from noisy true poses after ``calls`` Keras steps."""
+    start = rotations.canonical(truth + 0.05 * np.random.default_rng(3).standard_normal(truth.shape))
+    fit = recovery.PairFit(recovery.DenseTargets(distances), 2048, initial=start, seed=1,
+                           steps_per_call=steps_per_call)
+    fit.compile(optimizer=keras.optimizers.Adam(0.01), jit_compile=False)
+    dummy = np.zeros((calls, 1), dtype="float32")
+    history = fit.fit(dummy, dummy[:, 0], batch_size=1, epochs=1, verbose=0, shuffle=False)
+    return fit.poses(), history.history["loss"][-1], int(fit.optimizer.iterations.numpy())
+
+
+def test_steps_in_one_compiled_call_equal_as_many_keras_steps(truth, distances):
+    # The loop inside one train_step must be the same gradient steps, pairs and loss as Keras
+    # running them one by one.
+    looped, looped_loss, looped_steps = fitted_pair_fit(distances, truth, steps_per_call=6, calls=1)
+    single, single_loss, single_steps = fitted_pair_fit(distances, truth, steps_per_call=1, calls=6)
+    assert looped_steps == single_steps == 6
+    np.testing.assert_allclose(looped, single, atol=1e-6)
+    np.testing.assert_allclose(looped_loss, single_loss, rtol=1e-5)
+    with pytest.raises(ValueError, match="steps per call"):
+        recovery.PairFit(recovery.DenseTargets(distances), 64, steps_per_call=0)
+
+
 def test_history_and_early_stop(distances):
     result = recovery.fit_poses(distances, quick(init="spectral", stop_below=1e-6), progress=False)
     assert result.history["loss"][-1] < 1e-6
