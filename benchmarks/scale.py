@@ -26,7 +26,7 @@ import tempfile
 import time
 
 import records
-from cryoposes.options import DENSE_LIMIT, TURNS
+from cryoposes.options import DENSE_LIMIT, RECOVERY_SAMPLINGS, TURNS
 
 
 def measure(args) -> dict:
@@ -44,7 +44,7 @@ def measure(args) -> dict:
     targets = siamese.learned_targets(model, dataset.images, args.turns, args.dense_limit, progress=True)
     timings["embed_and_targets"] = time.perf_counter() - start
     peaks["embed_and_targets"] = peak()
-    config = recovery.RecoveryConfig(steps=args.steps, seed=args.seed)
+    config = recovery.RecoveryConfig(steps=args.steps, seed=args.seed, sampling=args.sampling)
     start = time.perf_counter()
     initial = None
     if targets.dense is None:
@@ -88,6 +88,9 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=TURNS)
     parser.add_argument("--dense-limit", type=int, default=DENSE_LIMIT)
     parser.add_argument("--subset", type=int, default=5000)
+    parser.add_argument("--sampling", choices=RECOVERY_SAMPLINGS, default=RECOVERY_SAMPLINGS[0],
+                        help="pairs per step; kNN pairs beyond --dense-limit come from a search in "
+                             "embedding space, timed with the fit")
     parser.add_argument("--seed", type=int, default=1000, help="simulation seed: not the model's training seed")
     parser.add_argument("--output", default="results/scale.json")
     parser.add_argument("--n", type=int, default=None, help=argparse.SUPPRESS)  # one size, in a child process

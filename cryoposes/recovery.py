@@ -144,6 +144,11 @@ class PairTargets:
         """The arrays :meth:`pairs` reads, by name: the fit holds them as constant weights."""
         raise NotImplementedError
 
+    def neighbours(self, k: int) -> np.ndarray:
+        """(N·k, 2) int32 pairs of each particle and its ``k`` nearest others under the targets,
+        laid out as :func:`nearest_neighbours` lays them out (kNN pairs, reseating candidates)."""
+        raise NotImplementedError
+
     def pairs(self, held: dict, i, j):
         """Targets of index tensors ``i`` and ``j`` (``keras.ops``), from the held tensors."""
         raise NotImplementedError
@@ -190,6 +195,9 @@ class DenseTargets(PairTargets):
 
     def tensors(self):
         return {"matrix": self.dense.ravel()}
+
+    def neighbours(self, k):
+        return nearest_neighbours(self.dense, k)
 
     def pairs(self, held, i, j):
         return ops.take(held["matrix"], i * self.n + j)
@@ -584,8 +592,8 @@ def fit_poses(targets, config: RecoveryConfig | None = None, *, true_quaternions
     ----------
     targets : array_like or PairTargets
         (N, N) distances in radians, or targets without a matrix (e.g.
-        :class:`cryoposes.siamese.EmbeddingTargets`: then only random sampling, and a random or
-        given start).
+        :class:`cryoposes.siamese.EmbeddingTargets`: then a random or given start; kNN pairs
+        from their :meth:`~PairTargets.neighbours`).
     config : RecoveryConfig, optional
         The settings (defaults: ``RecoveryConfig()``).
     true_quaternions : array_like, optional
@@ -619,9 +627,9 @@ def fit_poses(targets, config: RecoveryConfig | None = None, *, true_quaternions
     config = config or RecoveryConfig()
     targets = _check_targets(targets)
     matrix, n = targets.dense, targets.n
-    if matrix is None and (config.sampling != "random" or (config.init == "spectral" and initial is None)):
-        raise ValueError("kNN sampling and the spectral start need the targets as a dense matrix; "
-                         "give initial poses and random sampling")
+    if matrix is None and config.init == "spectral" and initial is None:
+        raise ValueError("the spectral start needs the targets as a dense matrix; give initial poses "
+                         "(e.g. subset_start) or another start")
 
     # A stream of its own: poses drawn with the same seed elsewhere (say, the simulated truth)
     # must not come back as the "random" start.
@@ -639,7 +647,14 @@ def fit_poses(targets, config: RecoveryConfig | None = None, *, true_quaternions
     if start.shape != (n, 4):
         raise ValueError(f"initial poses must be shaped ({n}, 4), got {start.shape}")
 
-    neighbours = nearest_neighbours(matrix, config.k) if matrix is not None else None
+    # Without a matrix (embeddings at scale) neighbours cost a search: only made for kNN pairs.
+    neighbours = None
+    if matrix is not None or config.sampling != "random":
+        try:
+            neighbours = targets.neighbours(config.k)
+        except NotImplementedError:
+            raise ValueError(f"{config.sampling!r} sampling needs nearest neighbours, which "
+                             f"{type(targets).__name__} cannot give") from None
     steps_per_epoch = int(min(config.steps_per_epoch, config.steps))
     epochs = math.ceil(config.steps / steps_per_epoch)
     model = PairFit(targets, config.batch_size, config.sampling, neighbours if config.sampling != "random" else None,
@@ -664,7 +679,7 @@ def fit_poses(targets, config: RecoveryConfig | None = None, *, true_quaternions
         candidates = (
             neighbours[:, 1].reshape(n, -1)
             if neighbours is not None
-            else rng.integers(0, n, (n, 4 * config.k))  # no neighbour lists without a dense matrix
+            else rng.integers(0, n, (n, 4 * config.k))  # no neighbour lists made (random pairs at scale)
         )
         # Every other epoch: as accurate as every epoch (measured: the same medians to 0.01° at
         # N = 1,650 with target noise 0.15 and 0.4 rad, random and spectral starts, and at

@@ -649,6 +649,72 @@ class EmbeddingTargets(PairTargets):
     def tensors(self):
         return {"embeddings": self.embeddings}
 
+    def neighbours(self, k: int, shortlist: int | None = None, progress: bool = False) -> np.ndarray:
+        """Each particle's ``k`` nearest others under the learned distance, without the N×N matrix.
+
+        Blocks of rows are compared with everyone by one matrix product of the embeddings (the
+        sum over turns of their cosines, or minus their squared distance for the Euclidean
+        head: the same order as the distance, up to the head's curvature); the ``shortlist``
+        best of each row are then ranked by the exact distance (:meth:`lookup`). Time N²·T·K
+        multiply-adds, memory N·T·K plus a block.
+
+        Parameters
+        ----------
+        k : int
+            Neighbours per particle (at most N − 1).
+        shortlist : int, optional
+            Candidates per particle ranked exactly (default ``max(4k, 32)``).
+        progress : bool, optional
+            Show a progress bar.
+
+        Returns
+        -------
+        numpy.ndarray
+            (N·k, 2) int32 pairs ``(i, neighbour)``, k consecutive rows per particle, nearest
+            first (as :func:`cryoposes.recovery.nearest_neighbours`).
+
+        Raises
+        ------
+        ValueError
+            Fewer than 2 particles, or ``k`` < 1.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from cryoposes.siamese import EmbeddingTargets
+        >>> targets = EmbeddingTargets(np.random.default_rng(0).standard_normal((50, 2, 8)), "rotation")
+        >>> targets.neighbours(3).shape
+        (150, 2)
+        """
+        n = self.n
+        k = int(min(k, n - 1))
+        if k < 1:
+            raise ValueError("nearest-neighbour pairs need at least 2 particles and k ≥ 1")
+        shortlist = int(min(n - 1, max(4 * k, 32) if shortlist is None else max(shortlist, k)))
+        flat = self.embeddings.reshape(n, -1)
+        squared = np.sum(flat * flat, axis=1)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=n, desc="neighbours", unit="image")
+        pairs = []
+        for first in range(0, n, 512):  # a (512, N) float32 block at a time
+            rows = np.arange(first, min(first + 512, n))
+            score = flat[rows] @ flat.T
+            if self.head == "euclidean":
+                score = 2.0 * score - squared  # −‖eᵢ − eⱼ‖² up to a constant per row
+            score[np.arange(len(rows)), rows] = -np.inf
+            short = np.argpartition(score, n - shortlist, axis=1)[:, n - shortlist:]  # the largest
+            exact = self.lookup(np.repeat(rows, shortlist), short.ravel()).reshape(len(rows), shortlist)
+            nearest = np.take_along_axis(short, np.argsort(exact, axis=1, kind="stable")[:, :k], axis=1)
+            pairs.append(np.stack([np.repeat(rows, k), nearest.ravel()], axis=1))
+            if bar is not None:
+                bar.update(len(rows))
+        if bar is not None:
+            bar.close()
+        return np.concatenate(pairs).astype("int32")
+
     def pairs(self, held, i, j):
         embeddings = held["embeddings"]
         return self._mean_over_turns(ops.take(embeddings, i, axis=0), ops.take(embeddings, j, axis=0), ops)

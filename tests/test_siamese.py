@@ -9,7 +9,7 @@ import keras
 from keras import ops
 
 from conftest import SMALL_NETWORK, synthetic_images
-from cryoposes import imaging, rotations, siamese
+from cryoposes import imaging, recovery, rotations, siamese
 from cryoposes.errors import InputError
 from cryoposes.options import TURNS
 
@@ -134,6 +134,23 @@ def test_embedding_targets_in_the_graph_match_numpy_and_the_matrix():
     np.testing.assert_allclose(in_graph, targets.lookup(i, j), atol=1e-5)
     np.testing.assert_allclose(targets.lookup(i, j), matrix[i, j], atol=1e-5)
     np.testing.assert_allclose(targets.block([1, 2], [4, 5, 6]), matrix[np.ix_([1, 2], [4, 5, 6])], atol=1e-5)
+
+
+@pytest.mark.parametrize("head, agreement", [("rotation", 1.0), ("euclidean", 0.99), ("cosine", 0.9)])
+def test_embedding_neighbours_are_the_nearest_under_the_learned_distance(head, agreement):
+    # Found without the N×N matrix; the same lists as the matrix gives (the cosine head ties
+    # every pair of negative cosine at π, so there the order among ties may differ).
+    embeddings = np.random.default_rng(4).standard_normal((600, 3, 8))
+    targets = siamese.EmbeddingTargets(embeddings, head)
+    everyone = np.arange(600)
+    expected = recovery.nearest_neighbours(targets.block(everyone, everyone), 8)[:, 1].reshape(600, 8)
+    found = targets.neighbours(8)
+    assert found.shape == (4800, 2) and np.array_equal(found[:, 0], np.repeat(everyone, 8))
+    found = found[:, 1].reshape(600, 8)
+    shared = np.mean([len(set(a) & set(b)) for a, b in zip(expected, found)]) / 8
+    assert shared >= agreement
+    with pytest.raises(ValueError, match="k ≥ 1"):
+        targets.neighbours(0)
 
 
 def test_embeddings_resume_from_their_checkpoint(tmp_path, monkeypatch):

@@ -235,6 +235,11 @@ def test_train_distance_cli_saves_a_model_with_its_split(tmp_path, capsys, volum
                  "-o", str(star), "--quiet", "--no-gauge", "--dense-limit", "10", "--subset", "12"]) == 0
     blocks = starfile.read(star, always_dict=True)
     assert len(blocks["particles"]) == 30 and "embeddings" in blocks["cryoposes"]["cryoposes_targets"]
+    # ... and with nearest-neighbour pairs, found in embedding space.
+    assert main(["recover", str(tmp_path / "other"), "--distance", str(tuned), "--seed", "0", "--steps", "50",
+                 "-o", str(tmp_path / "mixed.star"), "--quiet", "--no-gauge", "--dense-limit", "10", "--subset", "12",
+                 "--sampling", "mixed"]) == 0
+    assert len(starfile.read(tmp_path / "mixed.star", always_dict=True)["particles"]) == 30
     # With --checkpoints the stages' results are kept, and a second run reads them back: same poses.
     at_scale = ["recover", str(tmp_path / "other"), "--distance", str(tuned), "--seed", "0", "--steps", "50",
                 "--quiet", "--no-gauge", "--dense-limit", "10", "--subset", "12", "--checkpoints", str(tmp_path / "work")]

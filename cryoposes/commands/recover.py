@@ -18,7 +18,8 @@ the N×N target distances and fits one unit quaternion per particle to them
                noisy dataset. Beyond --dense-limit particles no N×N matrix is made: each
                image is embedded once (N × turns × K numbers), the distances of the pairs
                drawn at each step are computed inside the compiled step, and the spectral
-               start is made on --subset particles, the others placed at their nearest.
+               start is made on --subset particles, the others placed at their nearest;
+               kNN pairs (--sampling knn|mixed) come from a search in embedding space.
                Memory grows linearly with N. With --checkpoints DIR the embeddings, the
                start and the fit's progress are kept in DIR: the same command resumes.
 
@@ -192,9 +193,6 @@ def main(args) -> int:
         if test_images is not None:
             chosen = test_images
             about["images"] = "test split of the training dataset"
-        if len(chosen) > args.dense_limit and args.sampling != "random":
-            raise InputError(f"--sampling {args.sampling} needs the N×N matrix; above --dense-limit "
-                             f"({args.dense_limit}) only random pairs are drawn")
         targets = siamese.learned_targets(model, dataset.images[chosen], args.turns, args.dense_limit,
                                           progress=not args.quiet, checkpoint=_checkpoint(args, "embeddings.npy"))
 
