@@ -23,7 +23,10 @@ def test_heads_are_symmetric_non_negative_and_bounded(head, upper):
     assert distances.min() >= 0 and distances.max() <= upper
     assert np.all(np.diag(distances) < 3e-3)
     tensor = ops.convert_to_numpy(siamese.pairwise_head(ops.convert_to_tensor(embeddings), ops.convert_to_tensor(embeddings), head, xp=ops))
-    np.testing.assert_allclose(tensor, distances, atol=1e-5)
+    # Off the diagonal, where single precision (JAX's default) does not cancel to its floor.
+    apart = ~np.eye(40, dtype=bool)
+    np.testing.assert_allclose(tensor[apart], distances[apart], atol=1e-5)
+    assert np.all(np.diag(tensor) < 3e-3)
 
 
 def test_rotation_head_is_the_geodesic_distance_for_rotation_matrix_embeddings():
