@@ -26,7 +26,8 @@ from cryoposes.options import TURNS
 from cryoposes.recovery import RecoveryConfig, fit_poses
 
 __all__ = ["METHODS", "compare_methods", "noise_level", "method_numbers", "level_record", "held_out_protein",
-           "PAPER_NOISE_SWEEP", "sigma2_to_db", "sweep_table", "sweep_columns", "unseen_table"]
+           "PAPER_NOISE_SWEEP", "sigma2_to_db", "sweep_table", "sweep_columns", "unseen_table",
+           "distances_sharing_a_common_line"]
 
 
 #: Pose estimators compared on the same particles by :func:`compare_methods`, and whether each
@@ -471,3 +472,48 @@ def unseen_table(records):
             for record in records for network, numbers in record["networks"].items()]
     return pd.DataFrame(rows, columns=["held out", "trained on", "network", "distance error median °",
                                        "O(4) median °", "physical median °", "record"])
+
+
+def distances_sharing_a_common_line(first, second, dihedrals):
+    """Pose distances that two images of an unknown molecule cannot tell apart.
+
+    Two projections of one molecule share one line of their Fourier transforms (the common line,
+    where their central planes meet: the Fourier-slice theorem); off that line the two planes
+    hold independent values of the map. For a molecule nobody has seen, any two images whose
+    spectra agree on a line are therefore projections of *some* molecule, at planes meeting
+    along that line at any angle. Turning the second pose about the common line by a dihedral
+    angle φ keeps the line at the same angle in both images, so a pair of images alone cannot
+    tell the turned poses apart, while their distance d_q changes with φ: the distance of two
+    images is not a function of the two images unless the molecule is known (common-lines
+    methods need a third image for this reason).
+
+    Parameters
+    ----------
+    first, second : array_like
+        (P, 4) unit quaternions of image pairs (not both with the same viewing direction).
+    dihedrals : array_like
+        (D,) angles φ in radians by which the second pose is turned about the common line.
+
+    Returns
+    -------
+    numpy.ndarray
+        (P, D) distances ``d_q(first, second turned by φ)`` in radians; at φ = 0 the pair's own.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes import rotations
+    >>> from cryoposes.practice import distances_sharing_a_common_line
+    >>> first, second = rotations.random_quaternions(2, 0)[:, None]
+    >>> d = distances_sharing_a_common_line(first, second, np.linspace(0, np.pi, 5))
+    >>> d.shape, bool(np.isclose(d[0, 0], rotations.geodesic_distance(first, second)[0]))
+    ((1, 5), True)
+    """
+    first, second = (rotations._check_quaternions(q) for q in (first, second))
+    dihedrals = np.asarray(dihedrals, dtype=float)
+    # The common line is along the cross product of the two beam directions (third columns).
+    line = np.cross(rotations.quaternion_to_matrix(first)[:, :, 2], rotations.quaternion_to_matrix(second)[:, :, 2])
+    turns = rotations.axis_angle_to_quaternion(np.repeat(line[:, None, :], len(dihedrals), axis=1),
+                                               np.broadcast_to(dihedrals, (len(line), len(dihedrals))))
+    turned = rotations.quaternion_multiply(turns, second[:, None, :])
+    return rotations.geodesic_distance(first[:, None, :], turned)

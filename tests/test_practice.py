@@ -76,3 +76,25 @@ def test_held_out_protein_trains_on_others_and_scores_the_unseen_one():
     assert result["model"].metadata["proteins"] == ["6x18"] and result["model"].metadata["held_out"] == "5j0n"
     assert set(result["methods"]) == {"unseen"} and result["distance_errors"]["unseen"]["pairs"] == 30 * 29 // 2
     assert result["methods"]["unseen"]["quaternions"].shape == (30, 4)
+
+
+def test_poses_turned_about_the_common_line_keep_it_and_change_the_distance():
+    from cryoposes import gauge, rotations
+
+    first, second = rotations.random_quaternions(200, 1), rotations.random_quaternions(200, 2)
+    dihedrals = np.linspace(0.0, 2 * np.pi, 37)
+    distances = practice.distances_sharing_a_common_line(first, second, dihedrals)
+    assert distances.shape == (200, 37)
+    np.testing.assert_allclose(distances[:, 0], rotations.geodesic_distance(first, second), atol=1e-9)
+    # Every turned pose puts the common line at the same angle in both images (lines: modulo π)...
+    axis = np.cross(rotations.quaternion_to_matrix(first)[:, :, 2], rotations.quaternion_to_matrix(second)[:, :, 2])
+    matrices = rotations.quaternion_to_matrix(first)
+    before = gauge._line_angles(matrices, rotations.quaternion_to_matrix(second))
+    for angle in dihedrals[[5, 17, 30]]:
+        turned = rotations.quaternion_multiply(rotations.axis_angle_to_quaternion(axis, np.full(200, angle)), second)
+        after = gauge._line_angles(matrices, rotations.quaternion_to_matrix(turned))
+        for old, new in zip(before, after):
+            assert np.abs(np.angle(np.exp(2j * (old - new)))).max() < 1e-9
+    # ... while the distance sweeps a wide range: tens of degrees for almost every pair.
+    spread = np.degrees(distances.max(axis=1) - distances.min(axis=1))
+    assert np.median(spread) > 45 and np.mean(spread > 10) > 0.8
