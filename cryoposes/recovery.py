@@ -144,9 +144,10 @@ class PairTargets:
         """The arrays :meth:`pairs` reads, by name: the fit holds them as constant weights."""
         raise NotImplementedError
 
-    def neighbours(self, k: int) -> np.ndarray:
+    def neighbours(self, k: int, progress: bool = False) -> np.ndarray:
         """(N·k, 2) int32 pairs of each particle and its ``k`` nearest others under the targets,
-        laid out as :func:`nearest_neighbours` lays them out (kNN pairs, reseating candidates)."""
+        laid out as :func:`nearest_neighbours` lays them out (kNN pairs, reseating candidates);
+        ``progress`` shows a bar where the search is long."""
         raise NotImplementedError
 
     def pairs(self, held: dict, i, j):
@@ -196,7 +197,7 @@ class DenseTargets(PairTargets):
     def tensors(self):
         return {"matrix": self.dense.ravel()}
 
-    def neighbours(self, k):
+    def neighbours(self, k, progress=False):
         return nearest_neighbours(self.dense, k)
 
     def pairs(self, held, i, j):
@@ -651,7 +652,7 @@ def fit_poses(targets, config: RecoveryConfig | None = None, *, true_quaternions
     neighbours = None
     if matrix is not None or config.sampling != "random":
         try:
-            neighbours = targets.neighbours(config.k)
+            neighbours = targets.neighbours(config.k, progress=progress)
         except NotImplementedError:
             raise ValueError(f"{config.sampling!r} sampling needs nearest neighbours, which "
                              f"{type(targets).__name__} cannot give") from None

@@ -649,7 +649,7 @@ class EmbeddingTargets(PairTargets):
     def tensors(self):
         return {"embeddings": self.embeddings}
 
-    def neighbours(self, k: int, shortlist: int | None = None, progress: bool = False) -> np.ndarray:
+    def neighbours(self, k: int, progress: bool = False, shortlist: int | None = None) -> np.ndarray:
         """Each particle's ``k`` nearest others under the learned distance, without the N×N matrix.
 
         Blocks of rows are compared with everyone by one matrix product of the embeddings (the
@@ -662,10 +662,11 @@ class EmbeddingTargets(PairTargets):
         ----------
         k : int
             Neighbours per particle (at most N − 1).
-        shortlist : int, optional
-            Candidates per particle ranked exactly (default ``max(4k, 32)``).
         progress : bool, optional
             Show a progress bar.
+        shortlist : int, optional
+            Candidates per particle ranked exactly (default ``max(4k, 32)``; with 40, the same
+            lists as the full matrix gives on 3,000 images of 5j0n under a trained network).
 
         Returns
         -------
