@@ -208,6 +208,14 @@ def _check_targets(targets) -> PairTargets:
     return targets if isinstance(targets, PairTargets) else DenseTargets(targets)
 
 
+def neighbour_count(n: int, k: int) -> int:
+    """``k`` neighbours per particle, at most N − 1 of N; refused below 1 (ValueError)."""
+    k = int(min(k, n - 1))
+    if k < 1:
+        raise ValueError("nearest-neighbour pairs need at least 2 particles and k ≥ 1")
+    return k
+
+
 def nearest_neighbours(distances, k: int) -> np.ndarray:
     """Index pairs of each particle and its ``k`` nearest others under ``distances``.
 
@@ -236,9 +244,7 @@ def nearest_neighbours(distances, k: int) -> np.ndarray:
     """
     distances = np.asarray(distances)
     n = distances.shape[0]
-    k = int(min(k, n - 1))
-    if k < 1:
-        raise ValueError("nearest-neighbour pairs need at least 2 particles and k ≥ 1")
+    k = neighbour_count(n, k)
     pairs = []
     for start in range(0, n, 1024):  # row blocks keep the temporary copy small
         block = np.array(distances[start : start + 1024], dtype="float64")

@@ -47,7 +47,7 @@ from cryoposes.backend import keras, ops
 
 from cryoposes import imaging
 from cryoposes.errors import InputError
-from cryoposes.recovery import DenseTargets, PairTargets
+from cryoposes.recovery import DenseTargets, PairTargets, neighbour_count
 from cryoposes.options import DENSE_LIMIT, HEADS, NORMALIZATIONS, TURNS
 
 __all__ = [
@@ -674,10 +674,7 @@ class EmbeddingTargets(PairTargets):
             (N·k, 2) int32 pairs ``(i, neighbour)``, k consecutive rows per particle, nearest
             first (as :func:`cryoposes.recovery.nearest_neighbours`).
 
-        Raises
-        ------
-        ValueError
-            Fewer than 2 particles, or ``k`` < 1.
+        Raises ValueError for fewer than 2 particles or ``k`` < 1.
 
         Examples
         --------
@@ -688,9 +685,7 @@ class EmbeddingTargets(PairTargets):
         (150, 2)
         """
         n = self.n
-        k = int(min(k, n - 1))
-        if k < 1:
-            raise ValueError("nearest-neighbour pairs need at least 2 particles and k ≥ 1")
+        k = neighbour_count(n, k)
         shortlist = int(min(n - 1, max(4 * k, 32) if shortlist is None else max(shortlist, k)))
         flat = self.embeddings.reshape(n, -1)
         squared = np.sum(flat * flat, axis=1)
