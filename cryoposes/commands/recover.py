@@ -19,7 +19,9 @@ the N×N target distances and fits one unit quaternion per particle to them
                image is embedded once (N × turns × K numbers), the distances of the pairs
                drawn at each step are computed inside the compiled step, and the spectral
                start is made on --subset particles, the others placed at their nearest;
-               kNN pairs (--sampling knn|mixed) come from a search in embedding space.
+               kNN pairs (--sampling knn|mixed) come from a search in embedding space
+               (at N = 20,000 of 5j0n mixed pairs gave 4.1° against random pairs' 3.5°
+               O(4): results/scale.json).
                Memory grows linearly with N. With --checkpoints DIR the embeddings, the
                start and the fit's progress are kept in DIR: the same command resumes.
 
