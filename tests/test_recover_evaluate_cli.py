@@ -1,6 +1,8 @@
 """`cryoposes recover` and `cryoposes evaluate`: end to end on a small dataset, and bad input."""
 
 import json
+import shutil
+import subprocess
 
 import numpy as np
 import pandas as pd
@@ -221,3 +223,42 @@ def test_a_relion_star_without_poses_round_trips_through_recover(relion_project,
     images = read_dataset(posed_path).images
     correlation = [np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(reprojected, images)]
     assert min(correlation) > 0.95
+
+
+@pytest.mark.skipif(shutil.which("relion_reconstruct") is None, reason="needs RELION's relion_reconstruct")
+def test_relion_reconstructs_from_recovers_output_the_map_cryoposes_makes(tmp_path):
+    """RELION continues from the written STAR file: with shifts, CTFs, three stacks, two optics
+    groups and shuffled rows, `relion_reconstruct` builds the same map as `cryoposes reconstruct`
+    from the same file; flipping the origins' sign makes the test fail, so it can."""
+    import mrcfile
+
+    from cryoposes import fsc, simulation
+    from cryoposes.particles import write_relion_project
+
+    data = simulation.simulate("5j0n", 600, 32, shift=2.0, ctf=True, seed=7, progress=False)
+    star_path, names = write_relion_project(data, tmp_path / "project", stacks=3, optics_groups=2)
+    blocks = starfile.read(star_path, always_dict=True)
+    truth = dict(zip(names, data.quaternions))
+    angles = np.degrees(rotations.quaternion_to_euler(np.array([truth[n] for n in blocks["particles"]["rlnImageName"]])))
+    blocks["particles"] = blocks["particles"].assign(**dict(zip(ANGLE_COLUMNS, angles)))
+    posed = star_path.with_name("posed.star")
+    starfile.write(blocks, posed)
+    output = tmp_path / "project" / "recovered.star"
+    assert main(["recover", str(posed), "--distance", "true", "--init", "true", "--steps", "10", "--seed", "0",
+                 "--quiet", "-o", str(output)]) == 0
+    assert main(["reconstruct", str(output), "--poses", str(output), "-o", str(tmp_path / "ours.mrc")]) == 0
+    ours = mrcfile.read(tmp_path / "ours.mrc")
+
+    def relion_map(star):
+        # RELION reads image paths relative to the project folder, where it is run.
+        run = subprocess.run(["relion_reconstruct", "--i", star.name, "--o", "relion.mrc", "--ctf"],
+                             cwd=star.parent, capture_output=True, text=True)
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+        return mrcfile.read(star.parent / "relion.mrc")
+
+    assert fsc.fsc(relion_map(output), ours).correlation.min() > 0.9
+    written = starfile.read(output, always_dict=True)
+    written["particles"][["rlnOriginXAngst", "rlnOriginYAngst"]] *= -1
+    flipped = output.with_name("flipped.star")
+    starfile.write(written, flipped)
+    assert fsc.fsc(relion_map(flipped), ours).correlation.min() < 0.5
