@@ -252,14 +252,16 @@ def sphere_figure(
     figure.update_layout(
         title=title,
         height=height,
-        margin={"l": 0, "r": 0, "b": 0, "t": 40 if title else 10},
+        # Room for a two-line title above plotly's toolbar, which sits in the top right corner.
+        margin={"l": 0, "r": 0, "b": 0, "t": 80 if title else 10},
         scene={
             "xaxis": {**axis, "title": {"text": "x"}},
             "yaxis": {**axis, "title": {"text": "y"}},
             "zaxis": {**axis, "title": {"text": "z"}},
             "aspectmode": "cube",
         },
-        legend={"x": 0, "y": 1},
+        # Legend symbols at a readable size, whatever the markers' size.
+        legend={"x": 0, "y": 1, "itemsizing": "constant"},
     )
     return figure
 
@@ -366,6 +368,8 @@ def histogram_figure(
     values,
     *,
     bins: int = 50,
+    value_range: tuple[float, float] | None = None,
+    log_y: bool = False,
     xaxis_title: str = "",
     yaxis_title: str = "count",
     title: str | None = None,
@@ -378,7 +382,12 @@ def histogram_figure(
     values : array_like or mapping of str to array_like
         The values (NaN and infinite values are left out), or a mapping name → values.
     bins : int, optional
-        Number of bins over the range of all the finite values.
+        Number of bins over ``value_range``.
+    value_range : tuple of float, optional
+        ``(low, high)`` covered by the bins (values outside are not drawn); default: the range
+        of all the finite values.
+    log_y : bool, optional
+        Logarithmic counts, so that a few values far from the bulk stay visible.
     xaxis_title, yaxis_title, title : str, optional
         Axis and figure titles.
     height : int, optional
@@ -405,8 +414,13 @@ def histogram_figure(
     series = _named(values, "values")
     every = np.concatenate([np.ravel(np.asarray(v, dtype=float)) for v in series.values()])
     every = every[np.isfinite(every)]
-    low, high = (float(every.min()), float(every.max())) if every.size else (0.0, 1.0)
+    if value_range is not None:
+        low, high = map(float, value_range)
+    else:
+        low, high = (float(every.min()), float(every.max())) if every.size else (0.0, 1.0)
     width = (high - low) / bins if high > low else 1.0
+    # Exactly `bins` bins from low to high: plotly's bins are closed on the left, so the end is
+    # nudged up by a hair for the largest value to fall in the last bin, not in one of its own.
     figure = go.Figure()
     for name, data in series.items():
         figure.add_trace(
@@ -414,7 +428,7 @@ def histogram_figure(
                 x=np.ravel(np.asarray(data, dtype=float)),
                 name=name or None,
                 showlegend=bool(name),
-                xbins={"start": low, "end": high + width, "size": width},
+                xbins={"start": low, "end": high + 1e-9 * width, "size": width},
                 opacity=0.6 if len(series) > 1 else 1.0,
             )
         )
@@ -422,8 +436,8 @@ def histogram_figure(
         barmode="overlay",
         title=title,
         height=height,
-        xaxis_title=xaxis_title,
-        yaxis_title=yaxis_title,
+        xaxis={"title": {"text": xaxis_title}, "range": [low, high]},
+        yaxis={"title": {"text": yaxis_title}, "type": "log" if log_y else "linear"},
     )
     return figure
 
@@ -483,10 +497,23 @@ def line_figure(
     figure.update_layout(
         title=title,
         height=height,
-        xaxis={"title": {"text": xaxis_title}, "type": "log" if log_x else "linear"},
-        yaxis={"title": {"text": yaxis_title}, "type": "log" if log_y else "linear"},
+        xaxis={"title": {"text": xaxis_title}, **_axis_scale(log_x, x)},
+        yaxis={"title": {"text": yaxis_title}, **_axis_scale(log_y, [trace.y for trace in figure.data])},
     )
     return figure
+
+
+def _axis_scale(log: bool, values) -> dict:
+    """A linear axis, or a logarithmic one labelled so that it reads as numbers: powers of ten
+    over two decades or more, else plain numbers (plotly's defaults write SI prefixes, 1µ for
+    10⁻⁶ rad², and on short ranges a digit per tick: 4, 3, 2, 0.1, 9, 8, …)."""
+    if not log:
+        return {"type": "linear"}
+    positive = np.concatenate([np.ravel(np.asarray(v, dtype=float)) for v in values]) if len(values) else np.ones(1)
+    positive = positive[np.isfinite(positive) & (positive > 0)]
+    if positive.size and positive.max() >= 100 * positive.min():
+        return {"type": "log", "exponentformat": "power", "dtick": 1}
+    return {"type": "log", "tickformat": ".2g"}
 
 
 def scatter_figure(
@@ -566,52 +593,72 @@ def scatter_figure(
     return figure
 
 
-def isosurface_figure(maps, *, level: float = 0.5, points: int = 40, title: str | None = None,
+def isosurface_figure(maps, *, level: float = 0.5, points: int = 40, columns: int = 2, title: str | None = None,
                       height: int = DEFAULT_HEIGHT) -> go.Figure:
-    """Density maps side by side as isosurfaces, one 3-D scene each, turning together.
+    """Density maps side by side as isosurfaces, one 3-D scene each.
+
+    Every map is cut to the same box around what lies above ``level`` in any of them (padded by
+    two voxels), so the molecules fill their scenes and stay comparable.
 
     Parameters
     ----------
     maps : mapping of str to array_like or cryoposes.volumes.Volume
-        Name → (L, L, L) map indexed ``[z, y, x]``.
+        Name → (L, L, L) map indexed ``[z, y, x]``; all the same shape.
     level : float, optional
         Surface at this fraction of each map's maximum (maps may differ in scale).
     points : int, optional
         Maps larger than ``points`` voxels a side are subsampled to about that (plotly draws
         isosurfaces in the browser).
+    columns : int, optional
+        Scenes per row.
     title : str, optional
         Figure title.
     height : int, optional
-        Figure height in pixels.
+        Height of one row of scenes in pixels.
 
     Returns
     -------
     plotly.graph_objects.Figure
         One ``Isosurface`` trace per map.
 
+    Raises
+    ------
+    ValueError
+        Maps of different shapes, or an empty mapping.
+
     Examples
     --------
     >>> from cryoposes.plotting import isosurface_figure
     >>> x = np.linspace(-1, 1, 16)
     >>> blob = np.exp(-(x[:, None, None] ** 2 + x[None, :, None] ** 2 + 2 * x[None, None, :] ** 2) * 4)
-    >>> len(isosurface_figure({"a": blob, "b": blob[::-1]}).data)
-    2
+    >>> figure = isosurface_figure({"a": blob, "b": blob[::-1], "c": blob})
+    >>> len(figure.data), figure.layout.height  # two rows of two scenes
+    (3, 1000)
     """
-    named = _named(maps, "maps")
-    figure = make_subplots(rows=1, cols=len(named), specs=[[{"type": "scene"}] * len(named)],
-                           subplot_titles=list(named))
-    for column, data in enumerate(named.values(), start=1):
-        data = np.asarray(getattr(data, "data", data), dtype=float)
-        step = max(1, int(np.ceil(data.shape[0] / points)))
+    named = {name: np.asarray(getattr(data, "data", data), dtype=float) for name, data in _named(maps, "maps").items()}
+    shapes = {data.shape for data in named.values()}
+    if len(shapes) != 1:
+        raise ValueError(f"maps of different shapes: {sorted(shapes)}")
+    above = np.any([data >= level * data.max() for data in named.values()], axis=0)
+    box = tuple(slice(max(int(np.min(where)) - 2, 0), int(np.max(where)) + 3) if where.size else slice(None)
+                for where in np.nonzero(above))
+    columns = max(1, min(columns, len(named)))
+    rows = -(-len(named) // columns)
+    figure = make_subplots(rows=rows, cols=columns, specs=[[{"type": "scene"}] * columns] * rows,
+                           subplot_titles=list(named), vertical_spacing=0.06)
+    for index, data in enumerate(named.values()):
+        data = data[box]
+        step = max(1, int(np.ceil(max(data.shape) / points)))
         data = data[::step, ::step, ::step]
         z, y, x = np.meshgrid(*(np.arange(n) * step for n in data.shape), indexing="ij")
         figure.add_trace(go.Isosurface(x=x.ravel(), y=y.ravel(), z=z.ravel(), value=data.ravel(),
                                        isomin=level * data.max(), isomax=data.max(), surface_count=1,
                                        caps={"x_show": False, "y_show": False, "z_show": False},
-                                       showscale=False, colorscale="Blues"), row=1, col=column)
+                                       showscale=False, colorscale="Blues"),
+                         row=index // columns + 1, col=index % columns + 1)
     scene = {"xaxis": {"visible": False}, "yaxis": {"visible": False}, "zaxis": {"visible": False},
-             "aspectmode": "cube"}
-    figure.update_layout(title=title, height=height,
+             "aspectmode": "data"}
+    figure.update_layout(title=title, height=height * rows, margin={"t": 80 if title else 30},
                          **{f"scene{'' if i == 1 else i}": scene for i in range(1, len(named) + 1)})
     return figure
 
@@ -660,7 +707,8 @@ def error_vs_snr_figure(table, column: str = "O(4) median °", *, clean_at: floa
     figure.update_layout(
         title=title, height=height,
         xaxis={"title": {"text": "SNR (dB)"}, "autorange": "reversed", "tickvals": ticks,
-               "ticktext": ["clean", *[f"{value:g}" for value in ticks[1:]]]},
+               # Whole decibels: −12.04, −13.01 and −13.98 written out overlap.
+               "ticktext": ["clean", *[f"{value:.0f}" for value in ticks[1:]]]},
         yaxis={"title": {"text": f"{column} (lower is better)"}, "rangemode": "tozero"},
     )
     return figure

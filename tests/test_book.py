@@ -341,6 +341,11 @@ def test_built_book_reads_offline_with_every_teaching_section(tmp_path):
         text = re.sub(r"<script.*?</script>", "", dom, flags=re.DOTALL)
         assert "<mjx-container" in dom, f"{page}: equations not typeset"
         assert not re.search(r"\\\(|\\\[|\$\$", re.sub(r"<[^>]+>", "", text)), f"{page}: raw TeX left"
+        # Math that MyST did not read as math (e.g. a line inside $…$ starting "- ", which
+        # makes a list item) leaves TeX commands in the prose, outside code.
+        prose = re.sub(r"<(pre|code)\b.*?</\1>", "", text, flags=re.DOTALL)
+        leftover = re.search(r"\\(mathrm|sum|hat|frac|overline|lvert|cdot|theta|lVert)\b", re.sub(r"<[^>]+>", "", prose))
+        assert not leftover, f"{page}: raw TeX {leftover.group(0)!r} in the text"
     chapters = [site / "book" / "_executed" / f"{stem}.html" for stem in build.toc_chapters()]
     for page in chapters:
         html = page.read_text()
