@@ -107,6 +107,34 @@ def test_histogram_overlays_named_series_on_common_bins():
     assert figure.data[0].xbins.size == pytest.approx(1.9)
 
 
+def test_histogram_has_exactly_its_bins_over_the_range_asked_for():
+    values = np.array([0.0, 10.0, 45.0, 180.0])
+    figure = plotting.histogram_figure(values, bins=36, value_range=(0.0, 180.0), log_y=True)
+    bins = figure.data[0].xbins
+    # 36 bins of 5°: the largest value falls in the last one, not in a 37th bin of its own.
+    assert (bins.start, bins.size) == (0.0, 5.0) and 180.0 <= bins.end < 180.0 + 1e-6
+    assert list(figure.layout.xaxis.range) == [0.0, 180.0] and figure.layout.yaxis.type == "log"
+
+
+def test_log_axes_read_as_numbers():
+    x = np.arange(1.0, 11.0)
+    wide = plotting.line_figure(x, {"falls": np.logspace(0, -6, 10)}, log_y=True)
+    assert (wide.layout.yaxis.exponentformat, wide.layout.yaxis.dtick) == ("power", 1)  # 10⁻⁶, not 1µ
+    narrow = plotting.line_figure(x, {"flat": np.linspace(0.05, 0.4, 10)}, log_y=True)
+    assert narrow.layout.yaxis.tickformat == ".2g"
+
+
+def test_isosurfaces_share_a_box_cut_to_the_molecules():
+    volume = np.zeros((20, 20, 20))
+    volume[8:12, 9:11, 5:15] = 1.0
+    figure = plotting.isosurface_figure({"a": volume, "b": volume, "c": volume}, level=0.5)
+    assert len(figure.data) == 3 and figure.layout.height == 2 * plotting.DEFAULT_HEIGHT
+    # The block and two voxels around it: x 3–16, z 6–13 of the 20-voxel box.
+    assert (max(figure.data[0].x), max(figure.data[0].z)) == (13, 7)
+    with pytest.raises(ValueError, match="different shapes"):
+        plotting.isosurface_figure({"a": volume, "b": volume[:10]})
+
+
 def test_line_and_scatter_figures():
     x = np.linspace(0, 1, 7)
     lines = plotting.line_figure(x, {"sin": np.sin(x), "cos": np.cos(x)}, log_y=True)
