@@ -258,7 +258,7 @@ def nearest_neighbours(distances, k: int) -> np.ndarray:
 class PairFit(QuaternionModel):
     """:class:`QuaternionModel` that draws its own pairs and targets inside the compiled step.
 
-    Called on anything (the fit feeds a dummy input per step), it returns the residuals
+    Called on anything (the fit feeds one dummy input per call), it returns the residuals
     ``d_q(q̂ᵢ, q̂ⱼ) − d(i, j)`` (B,) of a fresh batch of pairs; the loss is their mean square
     (the seed report's Eq. 6). Pairs are hashes of (seed, draw count, lane) (:func:`_hashed`):
     the count is a weight of the model, so a run resumed from a checkpoint draws what an
