@@ -7,10 +7,10 @@ For each N: poses uniform on SO(3) (seeded), their exact distance matrix d_q as 
 :func:`cryoposes.recovery.fit_poses` with the defaults of ``cryoposes recover`` (65,536 random
 pairs per step, Adam, XLA-compiled step, reseating) from the chosen start. Printed: training
 steps per second (wall clock, including sampling, reseating and the first epoch, which also
-compiles the step), the same after the first epoch ("steady"), the first epoch's seconds, the time and step at which the
-median error after O(4) alignment first fell below 0.5° (checked on the poses saved at the end
-of every 50-step epoch; the checks themselves are not timed), the final median and mean O(4)
-errors, and the final loss. Then the time to align 5,000 poses (physical and O(4), best of 5).
+compiles the step), the same after the first epoch ("steady"), the first epoch's seconds, the
+time and step at which the median error after O(4) alignment first fell below 0.5° (checked on
+the poses saved at the end of every 50-step epoch; the checks themselves are not timed), the
+final median and mean O(4) errors, and the final loss. Then the time to align 5,000 poses (physical and O(4), best of 5).
 
 Timings are wall clock: on a shared machine they depend on the other jobs running (each record
 holds the load average). With ``--output`` the rows are also saved as a results record named

@@ -674,7 +674,10 @@ class EmbeddingTargets(PairTargets):
             (N·k, 2) int32 pairs ``(i, neighbour)``, k consecutive rows per particle, nearest
             first (as :func:`cryoposes.recovery.nearest_neighbours`).
 
-        Raises ValueError for fewer than 2 particles or ``k`` < 1.
+        Raises
+        ------
+        ValueError
+            Fewer than 2 particles, or ``k`` < 1.
 
         Examples
         --------
