@@ -15,11 +15,13 @@ plotly.js there and adds it to every page that holds a figure), so it renders of
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping
 
 import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
+from plotly.colors import qualitative
 from plotly.io.base_renderers import MimetypeRenderer, PlotlyRenderer
 from plotly.subplots import make_subplots
 
@@ -36,6 +38,7 @@ __all__ = [
     "scatter_figure",
     "isosurface_figure",
     "error_vs_snr_figure",
+    "error_by_condition_figure",
 ]
 
 #: Name of the plotly renderer registered by this module.
@@ -713,3 +716,80 @@ def error_vs_snr_figure(table, column: str = "O(4) median °", *, clean_at: floa
         yaxis={"title": {"text": f"{column} (lower is better)"}, "rangemode": "tozero"},
     )
     return figure
+
+
+def error_by_condition_figure(table, columns=("O(4) median °", "physical median °"), *, title: str | None = None,
+                              height: int = 450) -> go.Figure:
+    """Median pose error per imaging condition, grouped bars per method, one panel per error.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Rows with ``condition``, ``method``, ``particles`` and every one of ``columns``, as
+        :func:`cryoposes.practice.condition_table` returns. Conditions are drawn in the order
+        they first appear; a method missing under a condition has no bar there.
+    columns : sequence of str, optional
+        The errors to draw, one panel each, side by side on a shared error axis.
+    title : str, optional
+        Figure title.
+    height : int, optional
+        Figure height in pixels.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One bar trace per method and panel, labelled with its value; the hover says on how many
+        particles each number was measured. Where ``table`` has a ``saw true poses`` column, the
+        legend names the methods that saw ground-truth poses of the protein in training.
+
+    Raises
+    ------
+    ValueError
+        No rows, or a column missing from ``table``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from cryoposes.plotting import error_by_condition_figure
+    >>> table = pd.DataFrame({"condition": ["noise", "noise", "CTF"], "method": ["a", "b", "a"],
+    ...                       "particles": ["all 10", "first 5", "all 10"],
+    ...                       "O(4) median °": [3.0, 40.0, 9.0], "physical median °": [3.5, 41.0, 9.9]})
+    >>> figure = error_by_condition_figure(table)
+    >>> len(figure.data), list(figure.data[0].x), list(figure.data[1].x)
+    (4, ['noise', 'CTF'], ['noise', 'CTF'])
+    """
+    missing = [column for column in columns if column not in table.columns]
+    if missing or table.empty:
+        raise ValueError(f"a condition table with rows and the columns {list(columns)} is needed; "
+                         f"{'missing ' + ', '.join(missing) if missing else 'it has no rows'}")
+    conditions = list(dict.fromkeys(table["condition"]))
+    methods = list(dict.fromkeys(table["method"]))
+    saw_poses = set(table.loc[table["saw true poses"].astype(bool), "method"]) if "saw true poses" in table else set()
+    legend = {method: f"{method} (saw true poses)" if method in saw_poses else method for method in methods}
+    # One colour per method in both panels (plotly would colour each trace anew).
+    colours = qualitative.Plotly
+    figure = make_subplots(rows=1, cols=len(columns), shared_yaxes=True, subplot_titles=list(columns),
+                           horizontal_spacing=0.04)
+    for panel, column in enumerate(columns, start=1):
+        for index, method in enumerate(methods):
+            rows = table[table["method"] == method].set_index("condition").reindex(conditions)
+            values = rows[column].to_numpy(float)
+            figure.add_trace(go.Bar(
+                x=conditions, y=values, name=legend[method], legendgroup=method, showlegend=panel == 1,
+                marker_color=colours[index % len(colours)],
+                text=[f"{value:.1f}°" if np.isfinite(value) else "" for value in values], textposition="outside",
+                customdata=rows["particles"].fillna("").to_numpy(object),
+                hovertemplate=f"{method}<br>%{{x}}<br>{column}: %{{y:.2f}}<br>on %{{customdata}} particles"
+                              "<extra></extra>"), row=1, col=panel)
+    top = float(np.nanmax(table[list(columns)].to_numpy(float)))
+    figure.update_yaxes(range=[0, 1.15 * top], row=1, col=1, title_text="median error ° (lower is better)")
+    # Condition names wrap onto short lines: two panels of long names would otherwise be tilted
+    # over each other and the legend.
+    figure.update_xaxes(tickvals=conditions, ticktext=["<br>".join(textwrap.wrap(name, 16)) for name in conditions],
+                        tickangle=0)
+    figure.update_traces(textfont_size=11, cliponaxis=False)
+    figure.update_layout(title=title, height=height, barmode="group", margin={"t": 100 if title else 60},
+                         uniformtext={"minsize": 9, "mode": "show"},
+                         legend={"orientation": "h", "yanchor": "top", "y": -0.25})
+    return figure
+

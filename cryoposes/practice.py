@@ -26,7 +26,7 @@ from cryoposes.options import TURNS
 from cryoposes.recovery import RecoveryConfig, fit_poses
 
 __all__ = ["METHODS", "compare_methods", "noise_level", "method_numbers", "level_record", "held_out_protein",
-           "PAPER_NOISE_SWEEP", "sigma2_to_db", "sweep_table", "sweep_columns", "unseen_table",
+           "PAPER_NOISE_SWEEP", "sigma2_to_db", "sweep_table", "sweep_columns", "condition_table", "unseen_table",
            "distances_sharing_a_common_line"]
 
 
@@ -436,6 +436,61 @@ def sweep_columns(table, column: str = "O(4) median °"):
     wide.index = ["clean" if math.isinf(level) else f"{level:g}" for level in levels]
     wide.index.name, wide.columns.name = "SNR (dB)", None
     return wide
+
+
+def condition_table(records, conditions):
+    """Recorded runs under different imaging conditions side by side, one row per condition and method.
+
+    Each method is shown once per condition: on all test particles where the record has that,
+    else on the first ones it was given (common lines).
+
+    Parameters
+    ----------
+    records : list of dict
+        Records of ``benchmarks/practice.py`` (``results/practice.json``).
+    conditions : mapping of str to str
+        Record name → the condition's label, in the order to show; records named here but
+        missing from ``records`` are left out.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns: ``condition``, ``method``, ``particles`` (``"all N"`` or ``"first N"``),
+        ``O(4) median °``, ``physical median °``, ``saw true poses``, ``record``.
+
+    Examples
+    --------
+    >>> from cryoposes.practice import condition_table
+    >>> numbers = {"o4_median_deg": 8.0, "physical_median_deg": 9.0, "seconds": 9.0, "saw_true_poses": True}
+    >>> lines = {"o4_median_deg": 80.0, "physical_median_deg": 81.0, "seconds": 99.0, "saw_true_poses": False}
+    >>> record = {"name": "r -12dB", "snr_db": -12.0, "test_images": 1650, "common_lines_images": 300,
+    ...           "all_test_images": {"learned": numbers},
+    ...           "side_by_side": {"learned": numbers, "common lines": lines}}
+    >>> table = condition_table([record], {"r -12dB": "CTF and shifts"})
+    >>> table[["condition", "method", "particles"]].values.tolist()
+    [['CTF and shifts', 'learned', 'all 1650'], ['CTF and shifts', 'common lines', 'first 300']]
+    """
+    import pandas as pd
+
+    by_name = {record["name"]: record for record in records}
+    rows = []
+    for name, label in conditions.items():
+        if name not in by_name:
+            continue
+        record = by_name[name]
+        seen = set()
+        for part, count in (("all_test_images", f"all {record['test_images']}"),
+                            ("side_by_side", f"first {record['common_lines_images']}")):
+            for method, numbers in record[part].items():
+                if method in seen:
+                    continue
+                seen.add(method)
+                rows.append({"condition": label, "method": method, "particles": count,
+                             "O(4) median °": numbers["o4_median_deg"],
+                             "physical median °": numbers["physical_median_deg"],
+                             "saw true poses": numbers["saw_true_poses"], "record": name})
+    return pd.DataFrame(rows, columns=["condition", "method", "particles", "O(4) median °", "physical median °",
+                                       "saw true poses", "record"])
 
 
 def unseen_table(records):

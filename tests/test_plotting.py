@@ -149,6 +149,25 @@ def test_line_and_scatter_figures():
     assert list(scatter.data[1].x) == [shown.min(), shown.max()]
 
 
+def test_error_by_condition_figure_groups_methods_and_leaves_missing_bars_empty():
+    import pandas as pd
+
+    table = pd.DataFrame({"condition": ["noise", "noise", "CTF"], "method": ["learned", "common lines", "learned"],
+                          "particles": ["all 100", "first 50", "all 100"], "O(4) median °": [3.0, 40.0, 9.0],
+                          "physical median °": [3.5, 41.0, 9.9], "saw true poses": [True, False, True]})
+    figure = plotting.error_by_condition_figure(table)
+    o4_learned, o4_lines, physical_learned, physical_lines = figure.data
+    assert [trace.name for trace in figure.data if trace.showlegend] == ["learned (saw true poses)", "common lines"]
+    assert list(o4_lines.x) == ["noise", "CTF"] and o4_lines.y[0] == 40.0 and np.isnan(o4_lines.y[1])
+    assert list(physical_learned.y) == [3.5, 9.9] and list(o4_learned.text) == ["3.0°", "9.0°"]
+    assert o4_learned.marker.color == physical_learned.marker.color != o4_lines.marker.color
+    assert list(physical_lines.customdata) == ["first 50", ""]
+    with pytest.raises(ValueError, match="missing seconds"):
+        plotting.error_by_condition_figure(table, columns=("seconds",))
+    with pytest.raises(ValueError, match="no rows"):
+        plotting.error_by_condition_figure(table.iloc[:0])
+
+
 def test_book_renderer_writes_html_without_plotlyjs_and_the_plotly_json():
     bundle = pio.renderers[plotting.RENDERER].to_mimebundle(
         plotting.sphere_figure(rotations.random_quaternions(3, rng=0)).to_dict()

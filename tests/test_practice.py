@@ -61,6 +61,21 @@ def test_sweep_table_orders_levels_and_keeps_the_paper_apart():
     assert math.isclose(practice.sigma2_to_db(16), -12.04, abs_tol=0.01)
 
 
+def test_condition_table_shows_each_method_once_per_condition_in_the_given_order():
+    learned = {"o4_median_deg": 8.0, "physical_median_deg": 9.0, "seconds": 1.0, "saw_true_poses": True}
+    lines = {"o4_median_deg": 80.0, "physical_median_deg": 81.0, "seconds": 5.0, "saw_true_poses": False}
+    noise = {"name": "noise", "test_images": 100, "common_lines_images": 50, "all_test_images": {"learned": learned},
+             "side_by_side": {"learned": {**learned, "o4_median_deg": 7.0}, "common lines": lines}}
+    ctf = {"name": "ctf", "test_images": 100, "common_lines_images": 0, "all_test_images": {"learned": learned},
+           "side_by_side": {}}
+    table = practice.condition_table([noise, ctf], {"ctf": "CTF", "missing": "never run", "noise": "noise only"})
+    assert table["condition"].tolist() == ["CTF", "noise only", "noise only"]
+    assert table["method"].tolist() == ["learned", "learned", "common lines"]
+    # All test particles win over the side-by-side subset for the same method.
+    assert table["particles"].tolist() == ["all 100", "all 100", "first 50"]
+    assert table["O(4) median °"].tolist() == [8.0, 8.0, 80.0]
+
+
 def test_held_out_protein_is_never_trained_on():
     with pytest.raises(ValueError, match="held out and cannot be trained on"):
         practice.held_out_protein("5j0n", ["5j0n", "6x18"], 50, 32)
