@@ -356,6 +356,15 @@ def sigma2_to_db(sigma2: float) -> float:
 PAPER_NOISE_SWEEP = {0: 9.11, 5: 10.83, 10: 13.29, 16: 23.95, 20: 45.89, 25: 41.54}
 
 
+def _measured(record):
+    """``(method, particles, numbers)`` of a record: on all test particles, then on the first ones
+    (the side-by-side subset that common lines were given)."""
+    for part, count in (("all_test_images", f"all {record['test_images']}"),
+                        ("side_by_side", f"first {record['common_lines_images']}")):
+        for method, numbers in record[part].items():
+            yield method, count, numbers
+
+
 def sweep_table(records):
     """Recorded noise levels side by side: one row per level and method, and the paper's sweep.
 
@@ -387,14 +396,12 @@ def sweep_table(records):
     rows = []
     for record in records:
         snr = math.inf if record["snr_db"] is None else record["snr_db"]
-        for part, count in (("all_test_images", f"all {record['test_images']}"),
-                            ("side_by_side", f"first {record['common_lines_images']}")):
-            for method, numbers in record[part].items():
-                rows.append({"snr_db": snr, "method": f"{method} ({count})",
-                             "O(4) median °": numbers["o4_median_deg"],
-                             "physical median °": numbers["physical_median_deg"],
-                             "seconds": numbers["seconds"], "saw true poses": numbers["saw_true_poses"],
-                             "record": record["name"]})
+        for method, count, numbers in _measured(record):
+            rows.append({"snr_db": snr, "method": f"{method} ({count})",
+                         "O(4) median °": numbers["o4_median_deg"],
+                         "physical median °": numbers["physical_median_deg"],
+                         "seconds": numbers["seconds"], "saw true poses": numbers["saw_true_poses"],
+                         "record": record["name"]})
     for sigma2, median in PAPER_NOISE_SWEEP.items():
         rows.append({"snr_db": math.inf if sigma2 == 0 else round(sigma2_to_db(sigma2), 2),
                      "method": "2021 paper, learned", "O(4) median °": median, "physical median °": None,
@@ -477,18 +484,15 @@ def condition_table(records, conditions):
     for name, label in conditions.items():
         if name not in by_name:
             continue
-        record = by_name[name]
         seen = set()
-        for part, count in (("all_test_images", f"all {record['test_images']}"),
-                            ("side_by_side", f"first {record['common_lines_images']}")):
-            for method, numbers in record[part].items():
-                if method in seen:
-                    continue
-                seen.add(method)
-                rows.append({"condition": label, "method": method, "particles": count,
-                             "O(4) median °": numbers["o4_median_deg"],
-                             "physical median °": numbers["physical_median_deg"],
-                             "saw true poses": numbers["saw_true_poses"], "record": name})
+        for method, count, numbers in _measured(by_name[name]):
+            if method in seen:
+                continue
+            seen.add(method)
+            rows.append({"condition": label, "method": method, "particles": count,
+                         "O(4) median °": numbers["o4_median_deg"],
+                         "physical median °": numbers["physical_median_deg"],
+                         "saw true poses": numbers["saw_true_poses"], "record": name})
     return pd.DataFrame(rows, columns=["condition", "method", "particles", "O(4) median °", "physical median °",
                                        "saw true poses", "record"])
 
