@@ -21,9 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import numpy as np
-import scipy.fft
 
-from cryoposes.imaging import _check_images, _frequency_grid, _positive
+from cryoposes.imaging import _check_images, _filter_spectra, _frequency_grid, _positive
 
 __all__ = ["electron_wavelength", "CTFParameters", "ctf", "ctf_images", "apply_ctf", "phase_flip"]
 
@@ -135,6 +134,36 @@ class CTFParameters:
                 raise ValueError(f"CTF parameter {field.name} has {len(value)} values for {count} images")
             values[field.name] = np.broadcast_to(value, (count,)).astype(float)
         return values
+
+    def take(self, rows, count: int) -> CTFParameters:
+        """The parameters of the images ``rows`` of a stack of ``count``, one value per image.
+
+        Parameters
+        ----------
+        rows : array_like of int or bool
+            Which images, as NumPy indexes them.
+        count : int
+            Images in the stack the parameters belong to (scalars are repeated to it).
+
+        Returns
+        -------
+        CTFParameters
+            Every field of length ``len(rows)`` (the number of True values for a mask).
+
+        Raises
+        ------
+        ValueError
+            If per-particle parameters do not have ``count`` values.
+
+        Examples
+        --------
+        >>> from cryoposes.ctf import CTFParameters
+        >>> parameters = CTFParameters(defocus_u=[15000.0, 20000.0, 25000.0], defocus_v=14000.0)
+        >>> chosen = parameters.take([2, 0], count=3)
+        >>> chosen.defocus_u.tolist(), chosen.defocus_v.shape
+        ([25000.0, 15000.0], (2,))
+        """
+        return CTFParameters(**{name: value[rows] for name, value in self.per_particle(count).items()})
 
 
 def ctf(frequency_x, frequency_y, defocus_u, defocus_v, defocus_angle=0.0, voltage=300.0,
@@ -297,7 +326,7 @@ def phase_flip(images, parameters: CTFParameters, pixel_size: float) -> np.ndarr
 def _filter_by_ctf(images, parameters: CTFParameters, pixel_size: float, of_ctf) -> np.ndarray:
     """Each image's spectrum multiplied by ``of_ctf`` of its CTF (the CTF itself, its sign)."""
     images = _check_images(images)
-    size = images.shape[-1]
-    transfer = of_ctf(ctf_images(size, pixel_size, parameters, count=len(images), half=True))
-    spectrum = scipy.fft.rfft2(images.astype(np.float32))
-    return scipy.fft.irfft2(spectrum * transfer, s=(size, size)).astype(np.float32)
+    count, size = len(images), images.shape[-1]
+    parameters.per_particle(count)  # a length mismatch is refused before any work
+    return _filter_spectra(
+        images, lambda rows: of_ctf(ctf_images(size, pixel_size, parameters.take(rows, count), half=True)))

@@ -57,7 +57,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cryoposes import imaging, rotations
-from cryoposes.ctf import CTFParameters, phase_flip
+from cryoposes.ctf import phase_flip
 from cryoposes.ctf import ctf as contrast_transfer
 
 __all__ = ["GaugeResult", "resolve_gauge", "common_line_score"]
@@ -99,7 +99,7 @@ class _PolarSpectra:
     def __init__(self, images, shifts, ctf, pixel_size, angles: int, radii):
         import finufft
 
-        count, size = images.shape[0], images.shape[-1]
+        count = images.shape[0]
         theta = 2 * np.pi * np.arange(angles) / angles
         kx = np.cos(theta)[:, None] * radii[None, :]
         ky = np.sin(theta)[:, None] * radii[None, :]
@@ -378,7 +378,7 @@ def resolve_gauge(images, quaternions, shifts=None, ctf=None, pixel_size: float 
     used = np.unique(np.concatenate([coarse_pair_list.ravel(), fine_pair_list.ravel()]))
     coarse_pair_list, fine_pair_list = (np.searchsorted(used, pairs) for pairs in (coarse_pair_list, fine_pair_list))
     if ctf is not None:
-        ctf = CTFParameters(**{key: value[used] for key, value in ctf.per_particle(len(images)).items()})
+        ctf = ctf.take(used, len(images))
     chosen_images, chosen_shifts = images[used], None if shifts is None else shifts[used]
     # Coarse: low frequencies (wide basins, few pairs); fine: more of both.
     coarse = _PolarSpectra(chosen_images, chosen_shifts, ctf, pixel_size, 120, _radii(size, 0.12))

@@ -206,14 +206,33 @@ def shift_images(images, shifts) -> np.ndarray:
         raise ValueError("shifts contain NaN or infinite values")
     size = images.shape[-1]
     ky, kx = _frequency_grid(size)
-    ramp_x = np.exp(-2j * np.pi * kx[None] * shifts[:, 0, None, None])
-    if size % 2 == 0:
-        # A real image's Nyquist column cannot carry a phase: keep the real part of its ramp
-        # (exact for integer shifts, and the same for +Nyquist and −Nyquist).
-        ramp_x[..., -1] = ramp_x[..., -1].real
-    ramp = ramp_x * np.exp(-2j * np.pi * ky[None] * shifts[:, 1, None, None])
-    spectrum = scipy.fft.rfft2(images.astype(np.float32))
-    return scipy.fft.irfft2(spectrum * ramp.astype(np.complex64), s=(size, size)).astype(np.float32)
+
+    def ramp(rows):
+        ramp_x = np.exp(-2j * np.pi * kx[None] * shifts[rows, 0, None, None])
+        if size % 2 == 0:
+            # A real image's Nyquist column cannot carry a phase: keep the real part of its ramp
+            # (exact for integer shifts, and the same for +Nyquist and −Nyquist).
+            ramp_x[..., -1] = ramp_x[..., -1].real
+        return (ramp_x * np.exp(-2j * np.pi * ky[None] * shifts[rows, 1, None, None])).astype(np.complex64)
+
+    return _filter_spectra(images, ramp)
+
+
+def _filter_spectra(images, transfer, chunk: int = 2048) -> np.ndarray:
+    """Each image's ``rfft2`` spectrum multiplied by ``transfer(rows)`` (for the images ``rows``,
+    a slice), back in real space as float32.
+
+    In blocks of ``chunk`` images: the transfers are made in double precision with temporaries
+    of the spectra's size; on a whole stack of 100,000 images of 64 px (1.6 GB) they added
+    9.9 GB to shifting it and 7.4 GB to phase-flipping it, in blocks 1.7 GB in all.
+    """
+    count, size = len(images), images.shape[-1]
+    filtered = np.empty(images.shape, dtype=np.float32)
+    for first in range(0, count, chunk):
+        rows = slice(first, min(first + chunk, count))
+        spectrum = scipy.fft.rfft2(images[rows].astype(np.float32))
+        filtered[rows] = scipy.fft.irfft2(spectrum * transfer(rows), s=(size, size))
+    return filtered
 
 
 def _rotational_average(image) -> np.ndarray:
@@ -407,11 +426,9 @@ def blur_images(images, sigmas) -> np.ndarray:
     sigmas = np.asarray(sigmas, dtype=float)
     if sigmas.shape != (len(images),) or not np.all(np.isfinite(sigmas)) or np.any(sigmas < 0):
         raise ValueError(f"sigmas must be {len(images)} non-negative numbers, got shape {sigmas.shape}")
-    size = images.shape[-1]
-    ky, kx = _frequency_grid(size)
-    envelope = np.exp(-2.0 * np.pi ** 2 * sigmas[:, None, None] ** 2 * (kx ** 2 + ky ** 2)[None])
-    spectrum = scipy.fft.rfft2(images.astype(np.float32))
-    return scipy.fft.irfft2(spectrum * envelope.astype(np.float32), s=(size, size)).astype(np.float32)
+    ky, kx = _frequency_grid(images.shape[-1])
+    return _filter_spectra(images, lambda rows: np.exp(
+        -2.0 * np.pi ** 2 * sigmas[rows, None, None] ** 2 * (kx ** 2 + ky ** 2)[None]).astype(np.float32))
 
 
 def resample_images(images, pixel_sizes, pixel_size: float) -> np.ndarray:
@@ -464,11 +481,13 @@ def resample_images(images, pixel_sizes, pixel_size: float) -> np.ndarray:
         size = images.shape[-1]
         ky, kx = _frequency_grid(size)
         radius = np.sqrt(kx ** 2 + ky ** 2)[None]  # cycles per pixel
-        cutoff = 0.5 * factors[shrinking, None, None]
-        edge = np.clip((radius - 0.9 * cutoff) / (0.1 * cutoff), 0.0, 1.0)
-        mask = (0.5 * (1 + np.cos(np.pi * edge))).astype(np.float32)
-        spectrum = scipy.fft.rfft2(out[shrinking])
-        out[shrinking] = scipy.fft.irfft2(spectrum * mask, s=(size, size))
+        cutoffs = 0.5 * factors[shrinking, None, None]
+
+        def mask(rows):
+            edge = np.clip((radius - 0.9 * cutoffs[rows]) / (0.1 * cutoffs[rows]), 0.0, 1.0)
+            return (0.5 * (1 + np.cos(np.pi * edge))).astype(np.float32)
+
+        out[shrinking] = _filter_spectra(out[shrinking], mask)
     if np.any(changed):
         out[changed] = scale_images(out[changed], factors[changed])
     return out

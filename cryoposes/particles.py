@@ -193,7 +193,7 @@ class ParticleDataset:
         indices = np.arange(len(self))[indices]
         ctf = None
         if self.ctf is not None:
-            ctf = CTFParameters(**{k: v[indices] for k, v in self.ctf.per_particle(len(self)).items()})
+            ctf = self.ctf.take(indices, len(self))
         names = None if self.image_names is None else [self.image_names[i] for i in indices]
         quaternions = None if self.quaternions is None else self.quaternions[indices]
         table = None if self.table is None else self.table.iloc[indices].reset_index(drop=True)

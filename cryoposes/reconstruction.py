@@ -40,7 +40,7 @@ import numpy as np
 import scipy.fft
 
 from cryoposes import imaging, projection, rotations
-from cryoposes.ctf import CTFParameters, ctf_images
+from cryoposes.ctf import ctf_images
 from cryoposes.symmetry import symmetry_group
 from cryoposes.volumes import Volume
 
@@ -300,7 +300,7 @@ def half_maps(images, quaternions, shifts=None, ctf=None, pixel_size: float = 1.
     for half in halves:
         subset = None
         if ctf is not None:
-            subset = CTFParameters(**{k: v[half] for k, v in ctf.per_particle(len(images)).items()})
+            subset = ctf.take(half, len(images))
         maps.append(reconstruct(images[half], quaternions[half], shifts[half], subset, pixel_size, **options))
     return maps[0], maps[1], halves
 

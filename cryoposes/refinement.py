@@ -39,7 +39,6 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from cryoposes import fsc, reconstruction, rotations
-from cryoposes.ctf import CTFParameters
 from cryoposes.errors import InputError
 
 __all__ = ["RefinementResult", "refine"]
@@ -135,7 +134,7 @@ class _Matcher:
 def _subset_ctf(ctf, rows, count):
     if ctf is None:
         return None
-    return CTFParameters(**{key: value[rows] for key, value in ctf.per_particle(count).items()})
+    return ctf.take(rows, count)
 
 
 def _search(volume, images, quaternions, shifts, ctf, pixel_size, max_frequency, schedule, bar):

@@ -66,6 +66,29 @@ def test_ctf_images_and_apply_ctf():
     np.testing.assert_allclose(twice, np.fft.irfft2(np.fft.rfft2(images) * half**2, s=(32, 32)), atol=1e-5)
 
 
+def test_stacks_larger_than_a_block_are_filtered_image_by_image():
+    # 2,050 images cross the 2,048-image block of the filter: every image must get its own CTF.
+    rng = np.random.default_rng(0)
+    count = 2050
+    images = rng.standard_normal((count, 8, 8)).astype(np.float32)
+    parameters = ctf.CTFParameters(rng.uniform(5000, 25000, count), rng.uniform(5000, 25000, count),
+                                   rng.uniform(0, 180, count))
+    flipped, filtered = ctf.phase_flip(images, parameters, 2.0), ctf.apply_ctf(images, parameters, 2.0)
+    for row in (0, 2047, 2048, 2049):
+        alone = parameters.take([row], count)
+        np.testing.assert_allclose(flipped[row], ctf.phase_flip(images[[row]], alone, 2.0)[0], atol=1e-5)
+        np.testing.assert_allclose(filtered[row], ctf.apply_ctf(images[[row]], alone, 2.0)[0], atol=1e-5)
+
+
+def test_take_picks_per_particle_values_and_repeats_shared_ones():
+    parameters = ctf.CTFParameters(defocus_u=[1e4, 2e4, 3e4], defocus_v=1.5e4, voltage=200.0)
+    chosen = parameters.take(np.array([True, False, True]), 3)
+    assert chosen.defocus_u.tolist() == [1e4, 3e4] and chosen.defocus_v.tolist() == [1.5e4, 1.5e4]
+    assert len(chosen) == 2 and chosen.voltage.tolist() == [200.0, 200.0]
+    with pytest.raises(ValueError, match="3 values for 4 images"):
+        parameters.take([0], 4)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

@@ -39,6 +39,16 @@ def test_subpixel_shift_moves_the_centre_of_mass():
     np.testing.assert_allclose(back, images, atol=1e-4)
 
 
+def test_stacks_larger_than_a_block_are_shifted_image_by_image():
+    # 2,050 images cross the 2,048-image block: every image must move by its own shift.
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((2050, 8, 8)).astype(np.float32)
+    shifts = rng.uniform(-3, 3, (2050, 2))
+    moved = imaging.shift_images(images, shifts)
+    for row in (0, 2047, 2048, 2049):
+        np.testing.assert_allclose(moved[row], imaging.shift_images(images[[row]], shifts[[row]])[0], atol=1e-5)
+
+
 def test_shift_rejects_bad_input():
     with pytest.raises(ValueError, match="shaped"):
         imaging.shift_images(np.zeros((2, 8, 8)), np.zeros((3, 2)))
