@@ -45,6 +45,8 @@ __all__ = [
     "resample_images",
     "add_noise",
     "noise_variance",
+    "stack_moments",
+    "standardize",
     "snr_to_db",
     "db_to_snr",
 ]
@@ -553,6 +555,81 @@ def db_to_snr(snr_db) -> np.ndarray | float:
     return 10.0 ** (snr_db / 10.0)
 
 
+def stack_moments(images, chunk: int = 2048) -> tuple[float, float]:
+    """Mean and variance of every pixel of a stack, in double precision, in blocks of images.
+
+    ``numpy.var(images, dtype=float64)`` makes a float64 copy of the whole stack (3.2 GB more for
+    100,000 images of 64 px); blocks keep the extra memory to one block's.
+
+    Parameters
+    ----------
+    images : numpy.ndarray
+        (N, L, L) images (checked by the caller).
+    chunk : int, optional
+        Images per block.
+
+    Returns
+    -------
+    tuple of float
+        ``(mean, variance)``, the variance over all pixels (divided by their count).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes.imaging import stack_moments
+    >>> images = np.arange(5 * 4 * 4, dtype=np.float32).reshape(5, 4, 4)
+    >>> mean, variance = stack_moments(images, chunk=2)
+    >>> bool(np.isclose(mean, images.mean())), bool(np.isclose(variance, images.var()))
+    (True, True)
+    """
+    blocks = [slice(first, first + chunk) for first in range(0, len(images), chunk)]
+    count = images[0].size * len(images)
+    mean = sum(float(np.sum(images[rows], dtype=np.float64)) for rows in blocks) / count
+    # Two passes: squares of deviations, not the difference of two large sums.
+    variance = sum(float(np.sum((images[rows].astype(np.float64) - mean) ** 2)) for rows in blocks) / count
+    return mean, variance
+
+
+def standardize(images, chunk: int = 2048) -> np.ndarray:
+    """The stack shifted and scaled to mean 0 and variance 1 over all its pixels, as float32.
+
+    Parameters
+    ----------
+    images : array_like
+        (N, L, L) images.
+    chunk : int, optional
+        Images per block (the arithmetic is float64 within a block).
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, L, L) float32.
+
+    Raises
+    ------
+    ValueError
+        If ``images`` is not a finite (N, L, L) stack, or is constant.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryoposes.imaging import standardize
+    >>> scaled = standardize(np.arange(2 * 8 * 8).reshape(2, 8, 8) * 3.0 + 7.0)
+    >>> scaled.dtype, bool(abs(scaled.mean()) < 1e-6), round(float(scaled.std()), 6)
+    (dtype('float32'), True, 1.0)
+    """
+    images = _check_images(images)
+    mean, variance = stack_moments(images, chunk)
+    if variance == 0:
+        raise ValueError("the images are constant: they cannot be scaled to unit variance")
+    spread = math.sqrt(variance)
+    scaled = np.empty(images.shape, dtype=np.float32)
+    for first in range(0, len(images), chunk):
+        rows = slice(first, first + chunk)
+        scaled[rows] = (images[rows].astype(np.float64) - mean) / spread
+    return scaled
+
+
 def noise_variance(images, snr_db: float) -> float:
     """Noise variance giving ``snr_db``: the variance of the clean stack over the SNR.
 
@@ -582,7 +659,7 @@ def noise_variance(images, snr_db: float) -> float:
     16.0
     """
     images = _check_images(images)
-    signal = float(np.var(images, dtype=np.float64))
+    signal = stack_moments(images)[1]
     if signal == 0:
         raise ValueError("clean images are constant: the SNR is undefined")
     return signal / float(db_to_snr(snr_db))

@@ -229,10 +229,7 @@ def simulate(protein: str | os.PathLike | data.ProteinFile | volumes.Volume, n: 
     ctf_parameters = random_ctf(n, ctf_rng) if ctf else None
     if ctf_parameters is not None:
         images = apply_ctf(images, ctf_parameters, volume.voxel_size)
-    spread = float(np.std(images, dtype=np.float64))
-    if spread == 0:
-        raise ValueError("the clean images are constant (empty volume?)")
-    images = ((images - np.mean(images, dtype=np.float64)) / spread).astype(np.float32)
+    images = imaging.standardize(images)  # refuses constant images (an empty volume)
     metadata = {"protein": name, "symmetry": symmetry, "n": int(n), "size": int(size), "coverage": coverage,
                 "snr_db": None, "shift": float(shift), "ctf": bool(ctf), "seed": int(seed),
                 "zoom": float(zoom)}

@@ -88,6 +88,18 @@ def test_noise_is_seeded():
     assert not np.array_equal(a, imaging.add_noise(images, -10.0, rng=8))
 
 
+def test_standardize_in_blocks_equals_the_whole_stack_arithmetic():
+    rng = np.random.default_rng(0)
+    images = (3.0 + 2.0 * rng.standard_normal((2050, 8, 8))).astype(np.float32)
+    whole = ((images - np.mean(images, dtype=np.float64)) / np.std(images, dtype=np.float64)).astype(np.float32)
+    np.testing.assert_allclose(imaging.standardize(images), whole, atol=1e-6)
+    mean, variance = imaging.stack_moments(images, chunk=100)
+    assert mean == pytest.approx(np.mean(images, dtype=np.float64), rel=1e-12)
+    assert variance == pytest.approx(np.var(images, dtype=np.float64), rel=1e-12)
+    with pytest.raises(ValueError, match="constant"):
+        imaging.standardize(np.ones((3, 8, 8)))
+
+
 def test_noise_rejects_bad_input():
     with pytest.raises(ValueError, match="finite"):
         imaging.add_noise(smooth_images(), float("nan"))
