@@ -20,9 +20,12 @@ contrast transfer C_φ is :mod:`cryoposes.ctf`):
   augment training so that a network cannot learn one molecule's size and detail.
 * :func:`add_noise` adds white Gaussian noise at a target signal-to-noise ratio, the clean
   images' variance over the noise variance, given in decibels: ``snr_db = 10·log10(SNR)``. The
-  2021 paper's σ² = 16 on unit-variance images is SNR 1/16 = −12.04 dB.
+  2021 paper's σ² = 16 on unit-variance images is SNR 1/16 = −12.04 dB. :func:`standardize`
+  brings a clean stack to mean 0 and variance 1 first (as the simulator does).
 
-Every random draw comes from a seeded :class:`numpy.random.Generator`.
+Every random draw comes from a seeded :class:`numpy.random.Generator`. Operations on whole
+stacks work in blocks of images, so that their extra memory stays one block's however many
+particles there are.
 """
 
 from __future__ import annotations
