@@ -778,6 +778,7 @@ def error_by_condition_figure(table, columns=("O(4) median °", "physical median
                 x=conditions, y=values, name=legend[method], legendgroup=method, showlegend=panel == 1,
                 marker_color=colours[index % len(colours)],
                 text=[f"{value:.1f}°" if np.isfinite(value) else "" for value in values], textposition="outside",
+                textfont_size=11, cliponaxis=False,
                 customdata=rows["particles"].fillna("").to_numpy(object),
                 hovertemplate=f"{method}<br>%{{x}}<br>{column}: %{{y:.2f}}<br>on %{{customdata}} particles"
                               "<extra></extra>"), row=1, col=panel)
@@ -787,9 +788,7 @@ def error_by_condition_figure(table, columns=("O(4) median °", "physical median
     # over each other and the legend.
     figure.update_xaxes(tickvals=conditions, ticktext=["<br>".join(textwrap.wrap(name, 16)) for name in conditions],
                         tickangle=0)
-    figure.update_traces(textfont_size=11, cliponaxis=False)
     figure.update_layout(title=title, height=height, barmode="group", margin={"t": 100 if title else 60},
                          uniformtext={"minsize": 9, "mode": "show"},
                          legend={"orientation": "h", "yanchor": "top", "y": -0.25})
     return figure
-
